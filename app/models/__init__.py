@@ -1,0 +1,1 @@
+"""Session state as QObjects emitting signals; no widgets here, so they test without a window."""

@@ -1,0 +1,1 @@
+"""Reusable PyVista views (pyvistaqt.QtInteractor based) for the workspaces."""

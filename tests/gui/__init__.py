@@ -1,0 +1,1 @@
+"""GUI tests: pytest-qt with a real window (pytest-xvfb provides the X server)."""

@@ -1,0 +1,49 @@
+"""Shared GUI fixtures: a real MainWindow under Xvfb with settings isolated from the user's.
+
+``main_window`` is the full window (all workspaces), shown and exposed, with its own QSettings
+file in ``tmp_path``; it is closed (PyVista interactors too) at teardown. pytest-xvfb's default
+screen is 800x600, so the window is sized to fit in it: a window larger than the screen would
+render partly off-screen and make pixel checks meaningless.
+"""
+
+from __future__ import annotations
+
+import pytest
+import pyvista
+from PyQt6.QtCore import QCoreApplication, QSettings
+
+pyvista.OFF_SCREEN = False
+
+WINDOW_SIZE = (800, 600)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_qsettings(tmp_path_factory: pytest.TempPathFactory, qapp) -> None:
+    """Any QSettings() made during the tests writes under a temp dir, never the user's."""
+    root = str(tmp_path_factory.mktemp("qsettings"))
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+            QSettings.setPath(fmt, scope, root)
+    QCoreApplication.setOrganizationName("shapebench-tests")
+    QCoreApplication.setApplicationName("ShapeBench-tests")
+
+
+@pytest.fixture
+def settings(tmp_path) -> QSettings:
+    """A fresh, empty settings file for one test."""
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def main_window(qtbot, settings):
+    """The real main window, shown and exposed; closed at teardown."""
+    from app.main_window import MainWindow
+
+    window = MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    window.resize(*WINDOW_SIZE)
+    window.move(0, 0)
+    window.show()
+    qtbot.waitExposed(window)
+    yield window
+    window.close()

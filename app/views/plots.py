@@ -1,0 +1,162 @@
+"""2D plots (pyqtgraph): live PRN loss curves and the 2D keypoint input of one frame.
+
+``LossCurves`` keeps the whole history in growing numpy buffers and redraws at most when asked
+(the Training workspace asks ~10 times a second), so a long run never slows the window down.
+``Points2DPlot`` draws the observed 2D points and bones of the current frame; missing points are
+left out (their bones too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtWidgets import QWidget
+
+CURVE_PENS = {
+    "total": pg.mkPen("#222222", width=2),
+    "f": pg.mkPen("#1f77b4", width=1.5),
+    "g": pg.mkPen("#d62728", width=1.5),
+}
+# Log axes cannot show zero; a loss of exactly 0 is drawn at this floor.
+LOG_FLOOR = 1e-12
+
+
+class LossCurves(pg.PlotWidget):
+    """Loss per training step on a log-scale y axis, one curve per loss name.
+
+    Args:
+        parent: Qt parent.
+        names: the losses drawn, in legend order (``TrainEvent.losses`` keys).
+    """
+
+    def __init__(self, parent: QWidget | None = None, names: Sequence[str] = ("total", "f", "g")):
+        super().__init__(parent, background="w")
+        self.names = tuple(names)
+        item = self.getPlotItem()
+        item.setLogMode(x=False, y=True)
+        item.showGrid(x=True, y=True, alpha=0.25)
+        item.setLabel("bottom", "step")
+        item.setLabel("left", "loss")
+        item.addLegend(offset=(-10, 10))
+        self._curves = {
+            name: item.plot([], [], pen=CURVE_PENS.get(name, pg.mkPen("#2ca02c")), name=name)
+            for name in self.names
+        }
+        self.clear_history()
+
+    def clear_history(self) -> None:
+        """Forget every point (a new run or a loaded checkpoint starts over)."""
+        self._steps = np.zeros(0, np.float64)
+        self._values = {name: np.zeros(0, np.float64) for name in self.names}
+        self._count = 0
+        self.redraw()
+
+    def append(self, steps: Sequence[int], losses: Sequence[Mapping[str, float]]) -> None:
+        """Add points; call :meth:`redraw` to show them.
+
+        Args:
+            steps: training step of each entry (length n).
+            losses: n dicts mapping loss names to values (names not in ``self.names`` ignored).
+        """
+        n = len(steps)
+        if n == 0:
+            return
+        needed = self._count + n
+        if needed > len(self._steps):
+            capacity = max(needed, 2 * len(self._steps), 256)
+            self._steps = np.resize(self._steps, capacity)
+            self._values = {k: np.resize(v, capacity) for k, v in self._values.items()}
+        self._steps[self._count : needed] = steps
+        for name in self.names:
+            self._values[name][self._count : needed] = [
+                float(entry.get(name, np.nan)) for entry in losses
+            ]
+        self._count = needed
+
+    def set_history(self, steps: Sequence[int], losses: Sequence[Mapping[str, float]]) -> None:
+        """Replace everything with a full history and redraw."""
+        self.clear_history()
+        self.append(steps, losses)
+        self.redraw()
+
+    @property
+    def count(self) -> int:
+        """Number of steps held."""
+        return self._count
+
+    def data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, values)`` held for loss ``name`` (copies, length :attr:`count`)."""
+        return self._steps[: self._count].copy(), self._values[name][: self._count].copy()
+
+    def redraw(self) -> None:
+        """Push the held points to the curves."""
+        steps = self._steps[: self._count]
+        for name, curve in self._curves.items():
+            values = self._values[name][: self._count]
+            finite = np.isfinite(values)
+            curve.setData(steps[finite], np.maximum(values[finite], LOG_FLOOR))
+
+    def curve_points(self, name: str) -> int:
+        """How many points the curve of ``name`` currently draws (tests read this)."""
+        x, _ = self._curves[name].getData()
+        return 0 if x is None else len(x)
+
+
+class Points2DPlot(pg.PlotWidget):
+    """The 2D input of one frame: bones as lines, observed points as dots, equal axis scales."""
+
+    def __init__(self, parent: QWidget | None = None, title: str = "2D input"):
+        super().__init__(parent, background="w")
+        item = self.getPlotItem()
+        item.setTitle(title, color="k")
+        item.setAspectLocked(True)
+        item.showGrid(x=True, y=True, alpha=0.2)
+        self._bones = item.plot(
+            [], [], pen=pg.mkPen("#555555", width=2), connect="pairs", antialias=True
+        )
+        self._points = pg.ScatterPlotItem(
+            size=9, brush=pg.mkBrush("#1f77b4"), pen=pg.mkPen("w", width=1)
+        )
+        item.addItem(self._points)
+        self._shown = 0
+
+    def set_frame(
+        self,
+        points2d: np.ndarray,
+        edges: np.ndarray | None = None,
+        visibility: np.ndarray | None = None,
+        *,
+        autorange: bool = False,
+    ) -> None:
+        """Draw one frame.
+
+        Args:
+            points2d: ``(P, 2)`` observed 2D positions.
+            edges: ``(E, 2)`` bone indices, or None.
+            visibility: ``(P,)`` bool, False = missing (not drawn), or None for all visible.
+            autorange: fit the axes to this frame (done on the first frame anyway).
+        """
+        pts = np.asarray(points2d, dtype=np.float64).reshape(-1, 2)
+        vis = (
+            np.ones(len(pts), bool) if visibility is None else np.asarray(visibility, bool).ravel()
+        )
+        vis = vis & np.isfinite(pts).all(axis=1)
+        self._points.setData(pts[vis, 0], pts[vis, 1])
+        if edges is not None and len(edges):
+            e = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+            e = e[vis[e[:, 0]] & vis[e[:, 1]]]
+            seg = pts[e.reshape(-1)]
+            self._bones.setData(seg[:, 0], seg[:, 1])
+        else:
+            self._bones.setData([], [])
+        first = self._shown == 0
+        self._shown = int(vis.sum())
+        if autorange or first:
+            self.getPlotItem().autoRange()
+
+    @property
+    def shown_points(self) -> int:
+        """Number of points drawn in the current frame."""
+        return self._shown

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from importlib import import_module
 
-_WORKSPACES = []
+_WORKSPACES = [
+    "app.workspaces.editor:EditorWorkspace",
+]
 
 
 def _load(spec: str) -> type:

@@ -1,0 +1,502 @@
+"""State of one handle-editing session: mesh, editing basis, handle offsets, selection, history.
+
+A QObject that emits signals and never touches widgets, so it is tested without a window.
+The numerics are the engine's: :func:`engine.laplacian.build_editing_basis` (run off the GUI
+thread through :class:`app.workers.Worker`) and ``EditingBasis.deform`` (O(NK) per drag event).
+
+Units and shapes: vertices (N,3) float64 in the mesh's units; handle offsets (K,3) float64 in
+the same units; handle *targets* are ``A @ template + offsets`` (K,3); the history holds offset
+arrays, so undo gives back bit-identical vertices.
+
+Handle-set files (JSON): ``{"format": "shapebench-handle-set", "version": 1, "mesh_hash",
+"num_vertices", "num_handles", "handle_ids": [K ints], "offsets": [[x, y, z] * K]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtCore import QObject, pyqtSignal
+
+from app.workers import Worker
+from engine.errors import InputError
+from engine.mesh import Mesh, load_mesh, mesh_hash, save_mesh
+
+HANDLE_SET_FORMAT = "shapebench-handle-set"
+HANDLE_SET_VERSION = 1
+DEFAULT_NUM_HANDLES = 16
+DEMO_TEMPLATE = Path(__file__).resolve().parents[2] / "assets" / "demo_template.ply"
+
+
+def read_handle_set(path: str | Path) -> dict:
+    """Parse and validate a handle-set JSON file.
+
+    Returns:
+        dict with ``mesh_hash`` (str), ``num_vertices`` (int), ``handle_ids`` (K,) int64,
+        ``offsets`` (K,3) float64.
+
+    Raises:
+        InputError: unreadable file, not JSON, wrong format tag/version, missing or
+            malformed fields (message names the file and field).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the file ({exc})", path=path) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
+    if not isinstance(data, dict) or data.get("format") != HANDLE_SET_FORMAT:
+        raise InputError(
+            f'not a handle set (expected "format": "{HANDLE_SET_FORMAT}")',
+            path=path,
+            field="format",
+        )
+    if data.get("version") != HANDLE_SET_VERSION:
+        raise InputError(
+            f"unsupported version {data.get('version')!r}, expected {HANDLE_SET_VERSION}",
+            path=path,
+            field="version",
+        )
+    for key in ("mesh_hash", "num_vertices", "num_handles", "handle_ids", "offsets"):
+        if key not in data:
+            raise InputError("missing field", path=path, field=key)
+    try:
+        ids = np.asarray(data["handle_ids"], dtype=np.int64)
+    except (TypeError, ValueError):
+        raise InputError("expected a list of integers", path=path, field="handle_ids") from None
+    try:
+        offsets = np.asarray(data["offsets"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError("expected a list of [x, y, z]", path=path, field="offsets") from None
+    k = data["num_handles"]
+    if not isinstance(k, int) or k < 1 or ids.shape != (k,):
+        raise InputError(
+            f"expected num_handles >= 1 equal to the number of handle_ids, got {k!r} and "
+            f"{ids.shape[0] if ids.ndim == 1 else ids.shape}",
+            path=path,
+            field="num_handles",
+        )
+    if offsets.shape != (k, 3) or not np.all(np.isfinite(offsets)):
+        raise InputError(
+            f"expected {k} finite [x, y, z] rows, got shape {offsets.shape}",
+            path=path,
+            field="offsets",
+        )
+    n = data["num_vertices"]
+    if not isinstance(n, int) or ids.min() < 0 or ids.max() >= n:
+        raise InputError(f"handle ids must lie in [0, {n})", path=path, field="handle_ids")
+    return {
+        "mesh_hash": str(data["mesh_hash"]),
+        "num_vertices": n,
+        "handle_ids": ids,
+        "offsets": offsets,
+    }
+
+
+def write_handle_set(
+    path: str | Path, mesh: Mesh, handle_ids: np.ndarray, offsets: np.ndarray
+) -> None:
+    """Write handle ids (K,) and offsets (K,3) with the mesh's hash (see module docstring)."""
+    data = {
+        "format": HANDLE_SET_FORMAT,
+        "version": HANDLE_SET_VERSION,
+        "mesh_hash": mesh_hash(mesh.vertices, mesh.faces),
+        "num_vertices": len(mesh.vertices),
+        "num_handles": len(handle_ids),
+        "handle_ids": [int(i) for i in handle_ids],
+        # repr-precision floats: the set reproduces the deformation exactly.
+        "offsets": [[float(x) for x in row] for row in offsets],
+    }
+    Path(path).write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+
+def _prepare(mesh_or_path, num_handles: int, handle_ids, progress, cancelled):
+    """Worker job: load (if a path), place handles, build the editing basis.
+
+    Returns:
+        (mesh, handle_ids (K,) int64, EditingBasis)
+    """
+    import torch
+
+    from engine.handles import farthest_point_handles
+    from engine.laplacian import Cancelled, build_editing_basis
+
+    if isinstance(mesh_or_path, Mesh):
+        mesh = mesh_or_path
+    else:
+        progress(0.0, f"Reading {Path(mesh_or_path).name}")
+        mesh = load_mesh(mesh_or_path)
+    if handle_ids is None and num_handles > len(mesh.vertices):
+        raise InputError(
+            f"{num_handles} handles asked for but the mesh has only {len(mesh.vertices)} vertices",
+            path=mesh.path,
+        )
+    if handle_ids is None:
+        progress(0.0, f"Placing {num_handles} handles")
+        handle_ids = farthest_point_handles(
+            torch.from_numpy(mesh.vertices), torch.from_numpy(mesh.faces), num_handles
+        )
+    handle_ids = np.asarray(handle_ids, dtype=np.int64)
+    if cancelled():
+        raise Cancelled("cancelled")
+    basis = build_editing_basis(
+        mesh.vertices,
+        mesh.faces,
+        num_handles=len(handle_ids),
+        handle_ids=handle_ids,
+        progress=progress,
+        cancel=cancelled,
+    )
+    return mesh, handle_ids, basis
+
+
+class MeshSession(QObject):
+    """Everything the editor edits. Signals carry no data; read the properties.
+
+    Signals:
+        mesh_changed(): a new mesh and basis are in place (handles re-initialised).
+        deformation_changed(): ``vertices`` / ``offsets`` changed.
+        selection_changed(): ``selection`` changed.
+        history_changed(): undo/redo availability changed.
+        busy(bool, str): precomputation started (True, message) / ended (False, "").
+        failed(object): loading or precomputation raised this exception; the previous mesh
+            and handles stay in place.
+        worker_started(object): a :class:`Worker` was started (the window shows its progress).
+    """
+
+    mesh_changed = pyqtSignal()
+    deformation_changed = pyqtSignal()
+    selection_changed = pyqtSignal()
+    history_changed = pyqtSignal()
+    busy = pyqtSignal(bool, str)
+    failed = pyqtSignal(object)
+    worker_started = pyqtSignal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.mesh: Mesh | None = None
+        self.basis = None
+        self._handle_ids = np.zeros(0, dtype=np.int64)
+        self._handle_base = np.zeros((0, 3))  # A @ template, (K,3)
+        self._offsets = np.zeros((0, 3))
+        self._vertices = np.zeros((0, 3))
+        self._selection: tuple[int, ...] = ()
+        self._undo: list[np.ndarray] = []
+        self._redo: list[np.ndarray] = []
+        self._drag_start: np.ndarray | None = None
+        self._worker: Worker | None = None
+        self._pending_offsets: np.ndarray | None = None
+        self.last_update_ms: float = 0.0
+
+    # ------------------------------------------------------------------ read access
+    @property
+    def ready(self) -> bool:
+        """A mesh and its editing basis are in place."""
+        return self.basis is not None
+
+    @property
+    def is_busy(self) -> bool:
+        return self._worker is not None
+
+    @property
+    def num_handles(self) -> int:
+        return len(self._handle_ids)
+
+    @property
+    def handle_ids(self) -> np.ndarray:
+        """(K,) int64 vertex ids the handles were seeded at."""
+        return self._handle_ids.copy()
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(K,3) float64 handle offsets from their rest positions."""
+        return self._offsets.copy()
+
+    @property
+    def vertices(self) -> np.ndarray:
+        """(N,3) float64 current deformed vertices (read-only view)."""
+        view = self._vertices.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def faces(self) -> np.ndarray:
+        return self.mesh.faces
+
+    def rest_handle_positions(self) -> np.ndarray:
+        """(K,3) ``A @ template``: where the handles sit with zero offset."""
+        return self._handle_base.copy()
+
+    def handle_targets(self) -> np.ndarray:
+        """(K,3) current handle targets ``A @ template + offsets`` (the drawn spheres)."""
+        return self._handle_base + self._offsets
+
+    def influence(self, handle: int) -> np.ndarray:
+        """(N,) float64 row ``A[handle]`` of the dependency matrix (non-negative, sums to 1)."""
+        return np.asarray(self.basis.influence(handle), dtype=np.float64)
+
+    def response(self, handle: int) -> np.ndarray:
+        """(N,) float64 ``|B_A[:, handle]|``: how far each vertex moves per unit move of the
+        handle (column of ``W^-1 A^T``), the effective reach of the handle."""
+        column = np.asarray(self.basis.basis[:, handle], dtype=np.float64)
+        return np.abs(column)
+
+    @property
+    def selection(self) -> tuple[int, ...]:
+        """Selected handle indices in click order (the last one is the 'current' handle)."""
+        return self._selection
+
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    # ------------------------------------------------------------------ loading
+    def open(
+        self,
+        mesh_or_path: Mesh | str | Path,
+        num_handles: int = DEFAULT_NUM_HANDLES,
+        handle_ids: np.ndarray | None = None,
+        offsets: np.ndarray | None = None,
+    ) -> Worker:
+        """Load a mesh (or take a Mesh) and build its editing basis off the GUI thread.
+
+        The current mesh stays in place until the new one is ready; on failure ``failed``
+        is emitted and nothing changes. A run still going is cancelled first.
+
+        Args:
+            mesh_or_path: a file (PLY/OBJ/STL/VTK/VTP) or a :class:`Mesh`.
+            num_handles: K, used when ``handle_ids`` is None (farthest-point sampling).
+            handle_ids: (K,) vertex ids to use as handles instead.
+            offsets: (K,3) offsets applied once ready (loading a handle set).
+        """
+        self.cancel()
+        k = len(handle_ids) if handle_ids is not None else int(num_handles)
+        worker = Worker(
+            lambda progress, cancelled: _prepare(mesh_or_path, k, handle_ids, progress, cancelled),
+            name="editing-basis",
+        )
+        self._worker = worker
+        self._pending_offsets = None if offsets is None else np.array(offsets, dtype=np.float64)
+        worker.finished.connect(lambda result, w=worker: self._on_ready(w, result))
+        worker.error.connect(lambda exc, w=worker: self._on_failed(w, exc))
+        worker.cancelled.connect(lambda w=worker: self._on_cancelled(w))
+        name = mesh_or_path.path if isinstance(mesh_or_path, Mesh) else mesh_or_path
+        self.busy.emit(True, f"Preparing {Path(str(name)).name if name else 'mesh'} ({k} handles)")
+        worker.start()
+        self.worker_started.emit(worker)
+        return worker
+
+    def set_num_handles(self, k: int) -> Worker | None:
+        """Re-initialise K handles on the current mesh (offsets and history are cleared)."""
+        if self.mesh is None:
+            return None
+        return self.open(self.mesh, num_handles=k)
+
+    def cancel(self) -> None:
+        """Cancel a running precomputation; the current mesh stays."""
+        if self._worker is not None:
+            self._worker.cancel()
+
+    def wait(self, timeout_ms: int = 60_000) -> bool:
+        """Block until a running precomputation's thread ends (shutdown/tests)."""
+        return self._worker is None or self._worker.wait(timeout_ms)
+
+    def _finish(self, worker: Worker) -> bool:
+        if worker is not self._worker:
+            return False  # a superseded run
+        self._worker = None
+        self.busy.emit(False, "")
+        return True
+
+    def _on_failed(self, worker: Worker, exc: BaseException) -> None:
+        if self._finish(worker):
+            self.failed.emit(exc)
+
+    def _on_cancelled(self, worker: Worker) -> None:
+        self._finish(worker)
+
+    def _on_ready(self, worker: Worker, result) -> None:
+        if not self._finish(worker):
+            return
+        mesh, handle_ids, basis = result
+        self.install(mesh, handle_ids, basis)
+        if self._pending_offsets is not None:
+            self.apply_offsets(self._pending_offsets)
+            self._pending_offsets = None
+
+    def install(self, mesh: Mesh, handle_ids: np.ndarray, basis) -> None:
+        """Take a mesh, its (K,) handle vertex ids and their ready ``EditingBasis``
+        (synchronous; offsets, selection and history are reset)."""
+        self.mesh = mesh
+        self.basis = basis
+        self._handle_ids = np.asarray(handle_ids, dtype=np.int64)
+        k = len(self._handle_ids)
+        self._handle_base = np.asarray(basis.rest_handles, dtype=np.float64)
+        self._offsets = np.zeros((k, 3))
+        self._selection = ()
+        self._undo.clear()
+        self._redo.clear()
+        self._drag_start = None
+        self._recompute()
+        self.mesh_changed.emit()
+        self.selection_changed.emit()
+        self.history_changed.emit()
+        self.deformation_changed.emit()
+
+    # ------------------------------------------------------------------ deformation
+    def _recompute(self, live: bool = False) -> None:
+        start = time.perf_counter()
+        if live:
+            # Drag events: the basis updates incrementally from its last result (fastest).
+            vertices = self.basis.deform(self._offsets)
+        else:
+            # Committed states are computed from scratch (the batched path keeps no running
+            # sum), so undo/redo/reset give bit-identical vertices for equal offsets.
+            vertices = self.basis.deform(self._offsets[None])[0]
+        self._vertices = np.asarray(vertices, dtype=np.float64)
+        self.last_update_ms = (time.perf_counter() - start) * 1e3
+
+    def _set_offsets(self, offsets: np.ndarray, live: bool = False) -> None:
+        self._offsets = np.array(offsets, dtype=np.float64)
+        self._recompute(live)
+        self.deformation_changed.emit()
+
+    def _push_history(self, before: np.ndarray) -> None:
+        self._undo.append(before.copy())
+        self._redo.clear()
+        self.history_changed.emit()
+
+    def apply_offsets(self, offsets: np.ndarray) -> None:
+        """Set all (K,3) offsets as ONE undoable edit (no-op if unchanged)."""
+        self._require_ready()
+        offsets = np.asarray(offsets, dtype=np.float64)
+        if offsets.shape != self._offsets.shape or not np.all(np.isfinite(offsets)):
+            raise InputError(
+                f"expected {self._offsets.shape} finite offsets, got {offsets.shape}",
+                field="offsets",
+            )
+        if np.array_equal(offsets, self._offsets):
+            return
+        before = self._offsets.copy()
+        self._set_offsets(offsets)
+        self._push_history(before)
+
+    def set_offset(self, handles, offset) -> None:
+        """Give each handle in ``handles`` the offset (3,) as one undoable edit."""
+        offsets = self._offsets.copy()
+        offsets[list(handles)] = np.asarray(offset, dtype=np.float64)
+        self.apply_offsets(offsets)
+
+    def begin_drag(self) -> None:
+        """Start moving the selection; :meth:`drag_to` updates, :meth:`end_drag` commits."""
+        self._require_ready()
+        self._drag_start = self._offsets.copy()
+
+    def drag_to(self, delta) -> None:
+        """Move the selected handles by ``delta`` (3,) from where the drag began (live)."""
+        if self._drag_start is None or not self._selection:
+            return
+        offsets = self._drag_start.copy()
+        offsets[list(self._selection)] += np.asarray(delta, dtype=np.float64)
+        self._set_offsets(offsets, live=True)
+
+    def end_drag(self) -> None:
+        """Finish the drag: one undo entry if anything moved."""
+        if self._drag_start is None:
+            return
+        before, self._drag_start = self._drag_start, None
+        if not np.array_equal(before, self._offsets):
+            self._set_offsets(self._offsets)  # the committed state, from scratch
+            self._push_history(before)
+
+    def reset(self) -> None:
+        """All offsets back to zero (undoable)."""
+        if self.ready:
+            self.apply_offsets(np.zeros_like(self._offsets))
+
+    def undo(self) -> None:
+        if not self._undo:
+            return
+        self._redo.append(self._offsets.copy())
+        self._set_offsets(self._undo.pop())
+        self.history_changed.emit()
+
+    def redo(self) -> None:
+        if not self._redo:
+            return
+        self._undo.append(self._offsets.copy())
+        self._set_offsets(self._redo.pop())
+        self.history_changed.emit()
+
+    # ------------------------------------------------------------------ selection
+    def select(self, handles, add: bool = False) -> None:
+        """Select handle indices; ``add`` toggles them into the current selection."""
+        handles = [int(h) for h in handles]
+        for h in handles:
+            if not 0 <= h < self.num_handles:
+                raise IndexError(f"handle {h} out of range [0, {self.num_handles})")
+        if add:
+            current = list(self._selection)
+            for h in handles:
+                if h in current:
+                    current.remove(h)
+                else:
+                    current.append(h)
+            new = tuple(current)
+        else:
+            new = tuple(dict.fromkeys(handles))
+        if new != self._selection:
+            self._selection = new
+            self.selection_changed.emit()
+
+    def clear_selection(self) -> None:
+        self.select([])
+
+    # ------------------------------------------------------------------ files
+    def save_handle_set(self, path: str | Path) -> None:
+        """Write the handle ids, offsets and the mesh hash as JSON."""
+        self._require_ready()
+        write_handle_set(path, self.mesh, self._handle_ids, self._offsets)
+
+    def load_handle_set(self, path: str | Path) -> Worker | None:
+        """Apply a saved handle set to the open mesh.
+
+        Same handle ids: the offsets are applied at once as one undoable edit (returns None).
+        Other ids: the basis is rebuilt for them off-thread, then the offsets applied
+        (returns the Worker).
+
+        Raises:
+            InputError: bad file, or the set was made for another mesh (hash differs).
+        """
+        self._require_ready()
+        data = read_handle_set(path)
+        current = mesh_hash(self.mesh.vertices, self.mesh.faces)
+        if data["mesh_hash"] != current:
+            raise InputError(
+                f"this handle set was made for another mesh ({data['num_vertices']} vertices, "
+                f"hash {data['mesh_hash'][:12]}…), not the open one ({len(self.mesh.vertices)} "
+                f"vertices, hash {current[:12]}…)",
+                path=path,
+                field="mesh_hash",
+            )
+        if np.array_equal(data["handle_ids"], self._handle_ids):
+            self.apply_offsets(data["offsets"])
+            return None
+        return self.open(self.mesh, handle_ids=data["handle_ids"], offsets=data["offsets"])
+
+    def export_deformed(self, path: str | Path) -> None:
+        """Save the deformed mesh (PLY/OBJ/STL by suffix)."""
+        self._require_ready()
+        save_mesh(path, self._vertices, self.mesh.faces)
+
+    def _require_ready(self) -> None:
+        if not self.ready:
+            raise InputError("no mesh is open yet (or its handles are still being prepared)")

@@ -1,0 +1,343 @@
+"""A PyVista view of one triangle mesh with draggable handle spheres and influence colouring.
+
+Mouse handling: an event filter on the QtInteractor sees Qt mouse events before VTK does.
+A left press over a visible handle is consumed (so the camera does not move), selects the handle
+(Ctrl adds/toggles) and starts a drag; moves are projected onto the plane through the handle
+parallel to the screen (constant view depth: VTK's display-to-world at the handle's display z),
+and emitted as a world-space displacement from the press point. Everything else goes to VTK's
+camera interaction as usual. The view holds no editing state: it emits signals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyvista as pv
+from PyQt6.QtCore import QEvent, QObject, Qt, pyqtSignal
+from PyQt6.QtWidgets import QVBoxLayout, QWidget
+from pyvistaqt import QtInteractor
+from vtkmodules.vtkRenderingCore import vtkCellPicker
+
+MESH_COLOUR = "#d8c3a5"
+HANDLE_COLOUR = "#2b7bb9"
+SELECTED_COLOUR = "#f2542d"
+PICK_TOLERANCE_PX = 12.0
+
+
+def _faces_to_vtk(faces: np.ndarray) -> np.ndarray:
+    return np.hstack([np.full((len(faces), 1), 3, dtype=np.int64), faces]).ravel()
+
+
+class MeshView(QWidget):
+    """3D view: a mesh, K handle spheres, optional per-vertex scalars with a colour bar.
+
+    Signals:
+        handle_pressed(int, bool): handle index, and whether Ctrl was held (add to selection).
+        drag_started(): a press on a handle began a drag.
+        drag_moved(object): (3,) float64 world displacement since the press.
+        drag_finished(): the button was released.
+    """
+
+    handle_pressed = pyqtSignal(int, bool)
+    drag_started = pyqtSignal()
+    drag_moved = pyqtSignal(object)
+    drag_finished = pyqtSignal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.plotter = QtInteractor(self)
+        layout.addWidget(self.plotter.interactor)
+        self.plotter.set_background("white", top="#b8c6db")
+        self.plotter.enable_anti_aliasing("ssaa")
+        self.plotter.interactor.installEventFilter(self)
+
+        self._poly: pv.PolyData | None = None
+        self._mesh_actor = None
+        self._handle_actors: list = []
+        self._handle_positions = np.zeros((0, 3))
+        self._selection: tuple[int, ...] = ()
+        self._handles_visible = True
+        self._scalar_title: str | None = None
+        self._drag_origin: np.ndarray | None = None  # world point under the press
+        self._drag_depth = 0.0  # display z of the dragged handle
+        self._picker = vtkCellPicker()
+        self._picker.SetTolerance(0.0)
+        self._picker.PickFromListOn()
+        self._closed = False
+
+    # ----------------------------------------------------------------- content
+    @property
+    def renderer(self):
+        return self.plotter.renderer
+
+    def set_mesh(self, vertices: np.ndarray, faces: np.ndarray) -> None:
+        """Show a new mesh (N,3)/(F,3), replacing the old one and its handles; resets camera."""
+        # Remove our actors one by one: plotter.clear() would also drop the lights.
+        self.set_scalars(None)
+        self._remove_handles()
+        if self._mesh_actor is not None:
+            self.plotter.remove_actor(self._mesh_actor, render=False)
+        self._poly = pv.PolyData(np.array(vertices, dtype=np.float64), _faces_to_vtk(faces))
+        self._poly.point_data["influence"] = np.zeros(len(vertices))
+        self._mesh_actor = self.plotter.add_mesh(
+            self._poly,
+            color=MESH_COLOUR,
+            scalars="influence",
+            cmap="viridis",
+            show_scalar_bar=False,
+            smooth_shading=True,
+            specular=0.2,
+            show_edges=False,
+            edge_color="#555555",
+            reset_camera=False,
+        )
+        self._mesh_actor.mapper.scalar_visibility = False
+        self._picker.InitializePickList()
+        self._picker.AddPickList(self._mesh_actor)
+        self.plotter.view_xz()
+        self.plotter.camera.azimuth = -25
+        self.plotter.camera.elevation = 15
+        self.plotter.reset_camera()
+        self.plotter.render()
+
+    def update_vertices(self, vertices: np.ndarray) -> None:
+        """Move the mesh's points in place (no new VTK objects) and render."""
+        if self._poly is None:
+            return
+        self._poly.points[:] = vertices
+        self._poly.GetPoints().Modified()
+        self._poly.Modified()
+        self.plotter.render()
+
+    def current_vertices(self) -> np.ndarray:
+        """(N,3) the points the view is drawing."""
+        return np.array(self._poly.points, dtype=np.float64)
+
+    def set_handles(self, positions: np.ndarray) -> None:
+        """Create one sphere per handle at (K,3) ``positions`` (radius from the mesh size)."""
+        self._remove_handles()
+        radius = 0.018 * float(self._poly.length) if self._poly is not None else 0.02
+        sphere = pv.Sphere(radius=radius, theta_resolution=16, phi_resolution=12)
+        for _ in range(len(positions)):
+            actor = self.plotter.add_mesh(
+                sphere,
+                color=HANDLE_COLOUR,
+                smooth_shading=True,
+                reset_camera=False,
+                render=False,
+            )
+            actor.SetVisibility(self._handles_visible)
+            self._picker.AddPickList(actor)
+            self._handle_actors.append(actor)
+        self._selection = ()
+        self.update_handles(positions)
+
+    def _remove_handles(self) -> None:
+        for actor in self._handle_actors:
+            self.plotter.remove_actor(actor, render=False)
+            self._picker.DeletePickList(actor)
+        self._handle_actors = []
+
+    def update_handles(self, positions: np.ndarray) -> None:
+        """Move the spheres to (K,3) ``positions`` and render."""
+        self._handle_positions = np.array(positions, dtype=np.float64)
+        for actor, p in zip(self._handle_actors, self._handle_positions):
+            actor.SetPosition(*p)
+        self.plotter.render()
+
+    def set_selection(self, selection: tuple[int, ...]) -> None:
+        """Colour the selected handles."""
+        self._selection = tuple(selection)
+        for i, actor in enumerate(self._handle_actors):
+            colour = SELECTED_COLOUR if i in self._selection else HANDLE_COLOUR
+            actor.prop.color = colour
+        self.plotter.render()
+
+    def set_handles_visible(self, visible: bool) -> None:
+        self._handles_visible = bool(visible)
+        for actor in self._handle_actors:
+            actor.SetVisibility(self._handles_visible)
+        self.plotter.render()
+
+    def set_wireframe(self, on: bool) -> None:
+        """Draw the triangle edges over the surface."""
+        if self._mesh_actor is not None:
+            self._mesh_actor.prop.show_edges = bool(on)
+            self.plotter.render()
+
+    def set_scalars(
+        self, values: np.ndarray | None, title: str = "", value_range=None, fmt: str = "%.3f"
+    ) -> None:
+        """Colour by (N,) ``values`` with a colour bar titled ``title``; None: plain colour.
+
+        ``value_range`` (lo, hi) defaults to (0, max(values)).
+        """
+        if self._mesh_actor is None:
+            return
+        if self._scalar_title is not None:
+            self.plotter.remove_scalar_bar(self._scalar_title, render=False)
+            self._scalar_title = None
+        mapper = self._mesh_actor.mapper
+        if values is None:
+            mapper.scalar_visibility = False
+        else:
+            self._poly.point_data["influence"] = np.asarray(values, dtype=np.float64)
+            if value_range is None:
+                top = float(np.max(values))
+                value_range = (0.0, top if top > 0 else 1.0)
+            mapper.scalar_range = tuple(float(v) for v in value_range)
+            mapper.scalar_visibility = True
+            self.plotter.add_scalar_bar(
+                title=title,
+                mapper=mapper,
+                vertical=True,
+                position_x=0.86,
+                position_y=0.2,
+                height=0.6,
+                width=0.06,
+                color="black",
+                fmt=fmt,
+                n_labels=4,
+            )
+            self._scalar_title = title
+        self.plotter.render()
+
+    def reset_camera(self) -> None:
+        self.plotter.reset_camera()
+        self.plotter.render()
+
+    # ----------------------------------------------------------------- projection
+    def _display_size(self) -> tuple[int, int]:
+        w, h = self.plotter.render_window.GetSize()
+        return int(w), int(h)
+
+    def _dpr(self) -> float:
+        return float(self.plotter.interactor.devicePixelRatioF())
+
+    def world_to_widget(self, points: np.ndarray) -> np.ndarray:
+        """(M,3) world points -> (M,2) widget (Qt logical pixel) coordinates, origin top-left."""
+        renderer = self.renderer
+        _, height = self._display_size()
+        dpr = self._dpr()
+        out = np.zeros((len(points), 2))
+        for i, p in enumerate(np.asarray(points, dtype=np.float64)):
+            renderer.SetWorldPoint(p[0], p[1], p[2], 1.0)
+            renderer.WorldToDisplay()
+            x, y, _ = renderer.GetDisplayPoint()
+            out[i] = (x / dpr, (height - 1 - y) / dpr)
+        return out
+
+    def _widget_to_display(self, x: float, y: float) -> tuple[float, float]:
+        _, height = self._display_size()
+        dpr = self._dpr()
+        return x * dpr, height - 1 - y * dpr
+
+    def _display_depth(self, point: np.ndarray) -> float:
+        self.renderer.SetWorldPoint(point[0], point[1], point[2], 1.0)
+        self.renderer.WorldToDisplay()
+        return float(self.renderer.GetDisplayPoint()[2])
+
+    def _display_to_world(self, xd: float, yd: float, depth: float) -> np.ndarray:
+        self.renderer.SetDisplayPoint(xd, yd, depth)
+        self.renderer.DisplayToWorld()
+        w = np.array(self.renderer.GetWorldPoint(), dtype=np.float64)
+        return w[:3] / w[3]
+
+    def handle_at(self, x: float, y: float) -> int | None:
+        """The visible handle under widget position (x, y), within a few pixels, or None.
+
+        A sphere hit directly by the ray under the cursor wins. Otherwise the handles whose
+        projected centre is within a few pixels are tried nearest first; a handle counts as
+        visible when a ray through its centre or through one of 8 points around it (inside
+        its projected disc) hits its sphere before the mesh: handles sit slightly inside the
+        surface, so part of a sphere can be hidden while the rest shows.
+        """
+        if not self._handle_actors or not self._handles_visible:
+            return None
+        hit = self._pick(*self._widget_to_display(x, y))
+        if hit is not None and hit[0] >= 0:
+            return hit[0]
+        screen = self.world_to_widget(self._handle_positions)
+        dist = np.linalg.norm(screen - np.array([x, y]), axis=1)
+        radius_px = self._radius_px(self._sphere_radius())
+        tolerance = max(PICK_TOLERANCE_PX, radius_px)
+        angles = np.linspace(0.0, 2.0 * np.pi, 8, endpoint=False)
+        ring = 0.75 * radius_px * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        for i in np.argsort(dist):
+            if dist[i] > tolerance:
+                break
+            for sx, sy in np.vstack([screen[i], screen[i] + ring]):
+                hit = self._pick(*self._widget_to_display(sx, sy))
+                if hit is not None and hit[0] == i:
+                    return int(i)
+        return None
+
+    def _pick(self, xd: float, yd: float) -> tuple[int, np.ndarray] | None:
+        """First surface along the ray at display (xd, yd): (handle index or -1 for the
+        mesh, world point), or None if the ray hits nothing."""
+        if not self._picker.Pick(xd, yd, 0.0, self.renderer):
+            return None
+        actor = self._picker.GetActor()
+        point = np.array(self._picker.GetPickPosition(), dtype=np.float64)
+        for i, handle_actor in enumerate(self._handle_actors):
+            if actor is handle_actor:
+                return i, point
+        return -1, point
+
+    def _sphere_radius(self) -> float:
+        bounds = self._handle_actors[0].GetMapper().GetInput().GetBounds()
+        return 0.5 * (bounds[1] - bounds[0])
+
+    def _radius_px(self, radius: float) -> float:
+        centre = self._handle_positions[0]
+        up = np.array(self.plotter.camera.GetViewUp())
+        a, b = self.world_to_widget(np.stack([centre, centre + radius * up]))
+        return float(np.linalg.norm(a - b))
+
+    # ----------------------------------------------------------------- mouse
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        etype = event.type()
+        if etype == QEvent.Type.MouseButtonPress and event.button() == Qt.MouseButton.LeftButton:
+            pos = event.position()
+            handle = self.handle_at(pos.x(), pos.y())
+            if handle is None:
+                return False
+            add = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+            self.handle_pressed.emit(handle, add)
+            self._drag_depth = self._display_depth(self._handle_positions[handle])
+            self._drag_origin = self._display_to_world(
+                *self._widget_to_display(pos.x(), pos.y()), self._drag_depth
+            )
+            self.drag_started.emit()
+            return True
+        if etype == QEvent.Type.MouseMove and self._drag_origin is not None:
+            pos = event.position()
+            world = self._display_to_world(
+                *self._widget_to_display(pos.x(), pos.y()), self._drag_depth
+            )
+            self.drag_moved.emit(world - self._drag_origin)
+            return True
+        if etype == QEvent.Type.MouseButtonRelease and self._drag_origin is not None:
+            self._drag_origin = None
+            self.drag_finished.emit()
+            return True
+        return False
+
+    # ----------------------------------------------------------------- output
+    def screenshot(self, path: str) -> None:
+        """Save the 3D view as a PNG of the view's current size."""
+        self.plotter.render()
+        self.plotter.screenshot(str(path))
+
+    def image(self) -> np.ndarray:
+        """(H,W,3) uint8 RGB of the 3D view as rendered now."""
+        self.plotter.render()
+        return np.asarray(self.plotter.screenshot(None, return_img=True))
+
+    def close_view(self) -> None:
+        """Release VTK resources (idempotent); call before the window goes away."""
+        if not self._closed:
+            self._closed = True
+            self.plotter.interactor.removeEventFilter(self)
+            self.plotter.close()

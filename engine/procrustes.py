@@ -379,3 +379,46 @@ def align_unrolled(X: Tensor, n_iter: int) -> tuple[Tensor, Tensor]:
     if X.dim() == 3:
         Z, R = Z.squeeze(0), R.squeeze(0)
     return Z, R
+
+
+def align_jacobian_dense(Z: Tensor, R: Tensor) -> Tensor:
+    """Slow reference: the full Jacobian ``d vec(X~) / d vec(X) = (A B^-1 C + I) D`` (seed eq. 19).
+
+    This is the authors' dense formulation: A (3Pn x 3n), B (3n x 3n, gauge fixed by w_1 = 0,
+    regularised like :func:`align_vjp`), C (3n x 3Pn) and D (3Pn x 3Pn) are built explicitly and
+    multiplied. O((P n_f)^2) memory and O((P n_f)^3) time: for tests and the benchmark only.
+
+    Args:
+        Z: aligned frames (n_f, P, 3) from :func:`align` (one group), float64.
+        R: their rotations (n_f, 3, 3).
+
+    Returns:
+        (3 P n_f, 3 P n_f): row-major vec of X~ (frame, point, coordinate) by the same of X.
+    """
+    n, P, _ = Z.shape
+    dt, dev = Z.dtype, Z.device
+    eye3 = torch.eye(3, dtype=dt, device=dev)
+    skew = _skew_stack(Z[None])[0].reshape(n, P, 3, 3)  # [z_ip]x
+    W = Z.sum(dim=0)
+    skew_w = _skew_stack(W[None, None])[0, 0].reshape(P, 3, 3)
+    # A: dvec(Z_i) = -[z_ip]x w_i (rows rotate as w x z).
+    A = torch.zeros(n, P, 3, n, 3, dtype=dt, device=dev)
+    idx = torch.arange(n, device=dev)
+    A[idx, :, :, idx, :] = -skew
+    A = A.reshape(3 * P * n, 3 * n)
+    # C: r_k = -sum_p [w_p]x dz'_kp + sum_i sum_p [z_kp]x dz'_ip.
+    C = skew.permute(0, 2, 1, 3)[:, :, None, :, :].expand(n, 3, n, P, 3).clone()
+    C[idx, :, idx] -= skew_w.permute(1, 0, 2)
+    C = C.reshape(3 * n, 3 * P * n)
+    # B from its blocks, then the gauge w_1 = 0: drop frame 1's rows and columns.
+    K = torch.einsum("kpa,ipb->kiab", Z, Z)
+    B = K.transpose(-1, -2) - K.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None] * eye3
+    D_blocks = _diag_blocks(Z[None])[0]
+    B[idx, idx] += D_blocks + _regulariser(D_blocks[None, 1:])[0] * eye3
+    B = B.permute(0, 2, 1, 3).reshape(3 * n, 3 * n)
+    Binv_C = torch.zeros(3 * n, 3 * P * n, dtype=dt, device=dev)
+    Binv_C[3:] = torch.linalg.solve(B[3:, 3:], C[3:])
+    # D: vec(Z'_i) = vec(T X_i R_i^T) -> kron(T, R_i) per frame (row-major vec).
+    T = torch.eye(P, dtype=dt, device=dev) - 1.0 / P
+    Dmat = torch.block_diag(*[torch.kron(T, R[i]) for i in range(n)])
+    return (A @ Binv_C + torch.eye(3 * P * n, dtype=dt, device=dev)) @ Dmat

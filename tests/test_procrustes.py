@@ -11,7 +11,13 @@ import torch
 
 from engine.errors import DataError
 from engine.losses import nuclear_norm
-from engine.procrustes import align, align_iterations, align_unrolled, align_vjp
+from engine.procrustes import (
+    align,
+    align_iterations,
+    align_jacobian_dense,
+    align_unrolled,
+    align_vjp,
+)
 
 TIGHT = {"tol": 1e-14, "max_iter": 2000}
 
@@ -74,6 +80,21 @@ def test_gradient_matches_autograd_through_the_converged_unrolled_iteration() ->
     Zu, _ = align_unrolled(X, n_iter)
     (grad_u,) = torch.autograd.grad((Zu * weights).sum(), X)
     torch.testing.assert_close(grad, grad_u, atol=1e-9, rtol=1e-9)
+
+
+def test_vjp_equals_the_transposed_dense_jacobian_of_the_authors_formulation() -> None:
+    X = shape_group(1, 5, 4, seed=16)[0].requires_grad_()
+    Z, R = align(X, **TIGHT)
+    J = align_jacobian_dense(Z.detach(), R)
+    W = torch.randn(X.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(17))
+    (grad,) = torch.autograd.grad((Z * W).sum(), X)
+    torch.testing.assert_close(J.T @ W.reshape(-1), grad.reshape(-1), atol=1e-12, rtol=1e-12)
+    # And the Jacobian itself against a central difference of the full iteration.
+    d = torch.randn(X.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(18))
+    with torch.no_grad():
+        h = 1e-6
+        fd = (align(X + h * d, **TIGHT)[0] - align(X - h * d, **TIGHT)[0]) / (2 * h)
+    torch.testing.assert_close(J @ d.reshape(-1), fd.reshape(-1), atol=1e-7, rtol=1e-6)
 
 
 def test_dense_and_woodbury_solvers_agree() -> None:

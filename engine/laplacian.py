@@ -36,6 +36,7 @@ template; :func:`laplacian_solve` returns ``None`` for it).
 
 from __future__ import annotations
 
+import atexit
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
@@ -68,6 +69,16 @@ class Cancelled(Exception):
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
+
+_LIVE_SYSTEMS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _release_factors() -> None:
+    # cholespy's bindings report every solver still alive at interpreter exit as a "leak" on
+    # stderr; free the factors first so command-line runs end quietly.
+    for system in list(_LIVE_SYSTEMS):
+        system._factor = None
 
 
 # ------------------------------------------------------------------------- cotangent Laplacian
@@ -200,6 +211,7 @@ class LaplacianSystem:
             raise Cancelled("factorisation cancelled")
         report(0.1, f"factorising L^T L ({self.n} vertices, {normal.nnz} non-zeros)")
         self._factor = _factor(normal, self.device)
+        _LIVE_SYSTEMS.add(self)
         if check():
             raise Cancelled("factorisation cancelled")
         report(1.0, "factorised")

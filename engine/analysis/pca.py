@@ -46,7 +46,7 @@ CancelFn = Callable[[], bool]
 # Elements of one chunk of rows read at a time (float64: 128 MB).
 _CHUNK_ELEMENTS = 1 << 24
 # "auto" uses the exact SVD while the centred data matrix stays below this many elements.
-_FULL_LIMIT_ELEMENTS = 1 << 23
+_FULL_LIMIT_ELEMENTS = 1 << 20
 
 
 class Cancelled(Exception):
@@ -156,7 +156,8 @@ def pca(
             the centred data cannot exceed that).
         method: ``"full"`` (exact thin SVD, whole matrix in memory), ``"randomized"``
             (streaming randomised SVD, see the module docstring) or ``"auto"`` (full while the
-            data matrix has at most 2^23 elements, else randomized).
+            data matrix has at most 2^20 elements or ``4 (M + oversample) >= min(S, D)``, else
+            randomized).
         device: where to compute; None means the engine's default device.
         dtype: arithmetic dtype (float64 default; float32 loses ~7 digits).
         chunk_size: rows read per chunk in the randomized path (default: 2^24 elements' worth).
@@ -184,7 +185,11 @@ def pca(
             f"method must be 'auto', 'full' or 'randomized', got {method!r}", field="method"
         )
     if method == "auto":
-        method = "full" if num_shapes * dim <= _FULL_LIMIT_ELEMENTS else "randomized"
+        # The exact SVD computes all min(S, D) directions: worth it only for small data or
+        # when the modes asked for are a good part of them anyway.
+        small = num_shapes * dim <= _FULL_LIMIT_ELEMENTS
+        many = 4 * (m + oversample) >= min(num_shapes, dim)
+        method = "full" if small or many else "randomized"
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_ELEMENTS // dim)
     reader = _ChunkReader(shapes, num_shapes, dim, dev, dtype, int(chunk_size), cancel)

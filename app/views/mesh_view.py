@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyvista as pv
-from PyQt6.QtCore import QEvent, QObject, Qt, pyqtSignal
+from PyQt6.QtCore import QEvent, QObject, Qt, QTimer, pyqtSignal
 from PyQt6.QtWidgets import QVBoxLayout, QWidget
 from pyvistaqt import QtInteractor
 from vtkmodules.vtkRenderingCore import vtkCellPicker
@@ -49,7 +49,9 @@ class MeshView(QWidget):
         self.plotter = QtInteractor(self)
         layout.addWidget(self.plotter.interactor)
         self.plotter.set_background("white", top="#b8c6db")
-        self.plotter.enable_anti_aliasing("ssaa")
+        # FXAA: SSAA renders 4x the pixels, too slow on software GL (llvmpipe) to drag with.
+        self.plotter.enable_anti_aliasing("fxaa")
+        self._render_pending = False
         self.plotter.interactor.installEventFilter(self)
 
         self._poly: pv.PolyData | None = None
@@ -99,7 +101,7 @@ class MeshView(QWidget):
         self.plotter.camera.azimuth = -25
         self.plotter.camera.elevation = 15
         self.plotter.reset_camera()
-        self.plotter.render()
+        self.request_render()
 
     def update_vertices(self, vertices: np.ndarray) -> None:
         """Move the mesh's points in place (no new VTK objects) and render."""
@@ -108,7 +110,7 @@ class MeshView(QWidget):
         self._poly.points[:] = vertices
         self._poly.GetPoints().Modified()
         self._poly.Modified()
-        self.plotter.render()
+        self.request_render()
 
     def current_vertices(self) -> np.ndarray:
         """(N,3) the points the view is drawing."""
@@ -144,7 +146,7 @@ class MeshView(QWidget):
         self._handle_positions = np.array(positions, dtype=np.float64)
         for actor, p in zip(self._handle_actors, self._handle_positions):
             actor.SetPosition(*p)
-        self.plotter.render()
+        self.request_render()
 
     def set_selection(self, selection: tuple[int, ...]) -> None:
         """Colour the selected handles."""
@@ -152,19 +154,19 @@ class MeshView(QWidget):
         for i, actor in enumerate(self._handle_actors):
             colour = SELECTED_COLOUR if i in self._selection else HANDLE_COLOUR
             actor.prop.color = colour
-        self.plotter.render()
+        self.request_render()
 
     def set_handles_visible(self, visible: bool) -> None:
         self._handles_visible = bool(visible)
         for actor in self._handle_actors:
             actor.SetVisibility(self._handles_visible)
-        self.plotter.render()
+        self.request_render()
 
     def set_wireframe(self, on: bool) -> None:
         """Draw the triangle edges over the surface."""
         if self._mesh_actor is not None:
             self._mesh_actor.prop.show_edges = bool(on)
-            self.plotter.render()
+            self.request_render()
 
     def set_scalars(
         self, values: np.ndarray | None, title: str = "", value_range=None, fmt: str = "%.3f"
@@ -201,11 +203,23 @@ class MeshView(QWidget):
                 n_labels=4,
             )
             self._scalar_title = title
-        self.plotter.render()
+        self.request_render()
 
     def reset_camera(self) -> None:
         self.plotter.reset_camera()
-        self.plotter.render()
+        self.request_render()
+
+    def request_render(self) -> None:
+        """Render once when control returns to the event loop: several changes from one
+        event (points, handles, colours) cost one render, at most one per mouse move."""
+        if not self._render_pending:
+            self._render_pending = True
+            QTimer.singleShot(0, self._render_now)
+
+    def _render_now(self) -> None:
+        self._render_pending = False
+        if not self._closed:
+            self.plotter.render()
 
     # ----------------------------------------------------------------- projection
     def _display_size(self) -> tuple[int, int]:
@@ -327,12 +341,12 @@ class MeshView(QWidget):
     # ----------------------------------------------------------------- output
     def screenshot(self, path: str) -> None:
         """Save the 3D view as a PNG of the view's current size."""
-        self.plotter.render()
+        self._render_now()
         self.plotter.screenshot(str(path))
 
     def image(self) -> np.ndarray:
         """(H,W,3) uint8 RGB of the 3D view as rendered now."""
-        self.plotter.render()
+        self._render_now()
         return np.asarray(self.plotter.screenshot(None, return_img=True))
 
     def close_view(self) -> None:

@@ -1,0 +1,146 @@
+"""MeshSession without a window: edits, exact undo/redo/reset, handle sets, failures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from app.models.mesh_session import DEMO_TEMPLATE, MeshSession, _prepare
+from engine.errors import InputError
+from engine.laplacian import cotangent_laplacian, laplacian_solve
+from engine.mesh import Mesh, load_mesh
+from engine.primitives import icosphere
+
+
+def _ready_session(mesh: Mesh, k: int = 8) -> MeshSession:
+    session = MeshSession()
+    session.install(*_prepare(mesh, k, None, lambda f, m: None, lambda: False))
+    return session
+
+
+@pytest.fixture(scope="module")
+def demo() -> Mesh:
+    return load_mesh(DEMO_TEMPLATE)
+
+
+@pytest.fixture
+def session(demo) -> MeshSession:
+    return _ready_session(demo)
+
+
+def direct_solve(session: MeshSession) -> np.ndarray:
+    """The engine's direct solve for the session's current handle targets (independent of
+    the editing basis): V = argmin |LV - LT|^2 + |AV - H|^2 with H = A T + offsets."""
+    t = torch.from_numpy(session.mesh.vertices)
+    f = torch.from_numpy(session.mesh.faces)
+    a = torch.from_numpy(session.basis.dependency)
+    h = a @ t + torch.from_numpy(session.offsets)
+    return laplacian_solve(cotangent_laplacian(t, f), a, t, h).numpy()
+
+
+def test_fresh_session_shows_the_template(session, demo):
+    np.testing.assert_array_equal(session.vertices, demo.vertices)
+    assert session.num_handles == 8
+    np.testing.assert_allclose(session.handle_targets(), session.basis.dependency @ demo.vertices)
+
+
+def test_drag_edit_undo_redo_reset_are_exact(session, demo):
+    original = session.vertices.copy()
+    session.select([2, 5])
+    session.begin_drag()
+    for step in range(1, 6):
+        session.drag_to([0.02 * step, 0.0, -0.01 * step])  # live updates
+    session.end_drag()
+    assert session.can_undo() and not session.can_redo()
+    np.testing.assert_allclose(session.offsets[[2, 5]], [[0.1, 0, -0.05]] * 2)
+    assert np.all(session.offsets[[0, 1, 3, 4, 6, 7]] == 0)
+    edited = session.vertices.copy()
+    assert np.abs(edited - original).max() > 0.01
+    np.testing.assert_allclose(edited, direct_solve(session), rtol=0, atol=1e-9)
+
+    session.undo()
+    np.testing.assert_array_equal(session.vertices, original)
+    assert session.can_redo()
+    session.redo()
+    np.testing.assert_array_equal(session.vertices, edited)
+
+    session.set_offset([1], [0.0, 0.1, 0.0])  # numeric entry: one more undo step
+    session.reset()
+    np.testing.assert_array_equal(session.vertices, demo.vertices)
+    session.undo()
+    assert session.offsets[1, 1] == 0.1
+    session.undo()
+    np.testing.assert_array_equal(session.vertices, edited)
+
+
+def test_selection_toggles_with_add(session):
+    session.select([3])
+    session.select([1], add=True)
+    assert session.selection == (3, 1)
+    session.select([3], add=True)
+    assert session.selection == (1,)
+    with pytest.raises(IndexError):
+        session.select([99])
+
+
+def test_handle_set_round_trip_and_refusal_on_another_mesh(session, demo, tmp_path):
+    session.set_offset([0, 4], [0.05, -0.02, 0.1])
+    edited = session.vertices.copy()
+    path = tmp_path / "set.json"
+    session.save_handle_set(path)
+    data = json.loads(path.read_text())
+    assert data["num_handles"] == 8 and len(data["handle_ids"]) == 8
+
+    fresh = _ready_session(demo)
+    assert fresh.load_handle_set(path) is None  # same ids: applied at once
+    np.testing.assert_array_equal(fresh.vertices, edited)
+
+    other = _ready_session(Mesh(*icosphere(2)))
+    before = other.vertices.copy()
+    with pytest.raises(InputError, match="another mesh"):
+        other.load_handle_set(path)
+    np.testing.assert_array_equal(other.vertices, before)
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("{not json", None),
+        ('{"format": "something-else"}', "format"),
+        ('{"format": "shapebench-handle-set", "version": 1}', "mesh_hash"),
+    ],
+)
+def test_bad_handle_set_files_name_the_problem(session, tmp_path, text, field):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
+        session.load_handle_set(path)
+    assert str(path) in str(info.value)
+    if field:
+        assert info.value.field == field
+
+
+def test_failed_open_keeps_the_current_mesh(qtbot, session, tmp_path):
+    bad = tmp_path / "broken.ply"
+    bad.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\nend_header\n1 2\n")
+    before = session.vertices.copy()
+    with qtbot.waitSignal(session.failed, timeout=20_000) as blocker:
+        session.open(bad)
+    assert str(bad) in str(blocker.args[0])
+    assert not session.is_busy
+    np.testing.assert_array_equal(session.vertices, before)
+
+
+def test_open_in_background_then_reinitialise(qtbot, demo):
+    session = MeshSession()
+    busy = []
+    session.busy.connect(lambda b, m: busy.append(b))
+    with qtbot.waitSignal(session.mesh_changed, timeout=30_000):
+        session.open(demo, num_handles=5)
+    assert session.num_handles == 5 and busy == [True, False]
+    with qtbot.waitSignal(session.mesh_changed, timeout=30_000):
+        session.set_num_handles(7)
+    assert session.num_handles == 7 and not session.can_undo()

@@ -536,6 +536,8 @@ class EditingBasis:
         dependency: (K,N) float64 numpy array ``A`` (row k is handle k's influence).
         basis: (N,K) float64 numpy array ``B_A``.
         rest_handles: (K,3) float64 numpy array ``A T``, the handles' rest positions.
+        handle_ids: (K,) int64 numpy array of the handles' vertex ids, or None if unknown
+            (a handle is a soft blend of vertices; its id is where it was placed).
     """
 
     def __init__(
@@ -544,6 +546,7 @@ class EditingBasis:
         A: Tensor,
         template: Tensor,
         *,
+        handle_ids=None,
         progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
     ) -> None:
@@ -561,6 +564,13 @@ class EditingBasis:
         # Column-major (K,N) storage: one handle's column is contiguous for incremental drags.
         self._basis_t = np.ascontiguousarray(hs.B.T.to("cpu").numpy())
         self.rest_handles = self.dependency @ self.template
+        self.handle_ids = (
+            None
+            if handle_ids is None
+            else torch.as_tensor(handle_ids).to("cpu", torch.int64).numpy().copy()
+        )
+        if self.handle_ids is not None and self.handle_ids.shape != (A.shape[0],):
+            raise ValueError(f"handle_ids must have shape ({A.shape[0]},)")
         self._last_offsets = np.zeros((A.shape[0], 3))
         self._last_vertices = self.template.copy()
         self._updates = 0
@@ -569,7 +579,9 @@ class EditingBasis:
     def from_deformer(cls, deformer: LaplacianDeformer) -> EditingBasis:
         """Basis of a (trained) :class:`LaplacianDeformer` at its current ``A``."""
         with torch.no_grad():
-            return cls(deformer.system, deformer.A, deformer.template)
+            return cls(
+                deformer.system, deformer.A, deformer.template, handle_ids=deformer.handle_ids
+            )
 
     @property
     def basis(self) -> np.ndarray:
@@ -674,6 +686,7 @@ def build_editing_basis(
     f = f.to(dev, torch.int64)
     step(0.0, "building the cotangent Laplacian")
     L = cotangent_laplacian(v, f)
+    ids = None
     if dependency is None:
         step(0.05, "placing handles")
         if handle_ids is None:
@@ -682,9 +695,18 @@ def build_editing_basis(
         A = dependency_matrix(init_logits(geodesic_distances(v, f, ids)))
     else:
         A = torch.as_tensor(dependency).to(dev, torch.float64)
+        if handle_ids is not None:
+            ids = torch.as_tensor(handle_ids).to(dev, torch.int64)
     step(0.1, "factorising")
     system = LaplacianSystem(L, progress=lambda x, m: report(0.1 + 0.6 * x, m), cancel=check)
     step(0.7, "solving for the handle basis")
-    basis = EditingBasis(system, A, v, progress=lambda x, m: report(0.7 + 0.3 * x, m), cancel=check)
+    basis = EditingBasis(
+        system,
+        A,
+        v,
+        handle_ids=ids,
+        progress=lambda x, m: report(0.7 + 0.3 * x, m),
+        cancel=check,
+    )
     report(1.0, "ready")
     return basis

@@ -374,4 +374,8 @@ def test_editing_basis_from_deformer_and_builder_progress_cancel():
             v, f, num_handles=6, progress=lambda x, m: late.append(x), cancel=lambda: bool(late)
         )
     trained = build_editing_basis(v, f, dependency=d.A.detach())
-    assert trained.num_handles == 6
+    assert trained.num_handles == 6 and trained.handle_ids is None
+    np.testing.assert_array_equal(built.handle_ids, d.handle_ids.numpy())
+    np.testing.assert_array_equal(from_deformer.handle_ids, d.handle_ids.numpy())
+    # The authors' sharp initialisation puts each handle's rest position on its vertex.
+    np.testing.assert_allclose(built.rest_handles, v[built.handle_ids], atol=1e-6)

@@ -11,11 +11,13 @@ Methods (each does one forward + backward of ``loss = sum(V * weights)`` w.r.t. 
 (c) ours   -- ``engine.laplacian.laplacian_solve`` with a cached factorisation (factorisation time
               reported separately), and the editing-basis update ``T + B_A Delta``.
 
-Memory is the peak resident set size reached during the step minus the resident size just
-before it (Linux ``/proc/self/status`` VmHWM after resetting it through ``/proc/self/clear_refs``;
-"n/a" elsewhere). Times are medians of several repeats (one repeat where a single run takes
-seconds; the table says how many). Reference methods are skipped where a run would take longer
-than ``--budget`` seconds (estimated from the previous size by O(N^3) scaling).
+Times of (a), (b), (c) are the best of several runs (one run, marked, where a single run takes
+seconds): the machine is shared and the minimum is the least disturbed run. Memory is the peak
+resident set size during the first run minus the resident size just before it (Linux
+``/proc/self/status`` VmHWM after resetting it through ``/proc/self/clear_refs``; "n/a"
+elsewhere). The editing update is the median of many calls. Reference methods are skipped where
+a run would take longer than ``--budget`` seconds (estimated from the previous size by O(N^3)
+scaling, or from the batch of one).
 
 Run ``python benchmarks/laplacian.py`` (about 10 minutes on 2 CPU cores) or ``--quick``.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import os
 import statistics
 import sys
 import time
@@ -78,7 +81,8 @@ def _reset_peak() -> bool:
 
 
 def measure(fn, repeats: int) -> tuple[float, float | None]:
-    """Median seconds of ``fn()`` over ``repeats`` runs, and peak RSS growth (MiB) of one run."""
+    """Best seconds of ``fn()`` over ``repeats`` runs (the machine is shared: the minimum is the
+    least disturbed run), and the peak RSS growth (MiB) of the first run."""
     times, peak = [], None
     for r in range(repeats):
         ok = r == 0 and _reset_peak()
@@ -89,7 +93,7 @@ def measure(fn, repeats: int) -> tuple[float, float | None]:
         if ok and before is not None:
             hwm = _proc_kib("VmHWM")
             peak = None if hwm is None else max(0.0, (hwm - before) / 1024)
-    return statistics.median(times), peak
+    return min(times), peak
 
 
 # ----------------------------------------------------------------------------- problem
@@ -264,7 +268,10 @@ def main(argv: list[str] | None = None) -> None:
     ks = [16] if args.quick else [16, 32]
     bs = [1, 8] if args.quick else [1, 32]
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print(
         "| N | K | B | (a) seed fwd+bwd | (a) peak | (b) dense fwd+bwd | (b) peak | "
         "(c) factor | (c) fwd+bwd | (c) peak | (a)/(c) | (b)/(c) | edit update | "
@@ -294,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"{t_edit * 1e3:.3f} ms | {err_text} | {res:.1e} |",
                     flush=True,
                 )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print(
         "\n(c) fwd+bwd uses the cached factorisation; 'edit update' is EditingBasis.deform for a "
         "one-handle drag (median). Peak = RSS high-water mark growth during one step. "

@@ -10,6 +10,7 @@ from importlib import import_module
 
 _WORKSPACES = [
     "app.workspaces.editor:EditorWorkspace",
+    "app.workspaces.modes:ModesWorkspace",
 ]
 
 

@@ -55,7 +55,7 @@ class ShapeSetSource:
     def describe(self) -> str:
         """One line naming the source, for titles and the status bar."""
         if self.kind == "demo":
-            return f"demo template, {self.num_samples} random deformations of {self.num_handles} handles"
+            return f"demo: {self.num_samples} deformations, {self.num_handles} handles"
         if self.kind == "checkpoint":
             data = self.data or "its training data"
             return f"PRN {Path(self.paths[0]).name} on {data}"

@@ -275,7 +275,12 @@ class ExploreView(QWidget):
                 point_size=14.0,
             )
             self.plotter.add_text(
-                data.description, position="upper_left", font_size=9, color="black", name="title"
+                data.description,
+                position=(0.02, 0.95),
+                viewport=True,
+                font_size=6,
+                color="black",
+                name="title",
             )
         self.reset_camera()
 

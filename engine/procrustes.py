@@ -38,13 +38,17 @@ without ever building the 3 P n_f x 3 P n_f Jacobian:
   matrix-vector product) so that ill-conditioned blocks cost little accuracy. Neither builds
   the 3 P n_f x 3 P n_f Jacobian.
 
-* Degenerate groups. Collinear or zero frames have rotations the data cannot determine, and
-  with P = 3 (or other special configurations) ``B_r`` can be singular beyond the gauge. The
-  backward pass therefore solves the Tikhonov-regularised system ``(B_r + delta I) lambda = a``
-  with ``delta = 1e-12 * mean(diag B)`` (``delta = 1`` for an all-zero group), in float64
-  whatever the input dtype. For well-posed groups this changes the gradient by a relative
-  ``~1e-12 * cond(B_r)``; for singular ones it picks the (approximately) minimum-norm solution,
-  finite and deterministic.
+* Degenerate groups. A collinear frame can spin about its line and a zero frame can turn
+  freely without changing anything, so ``B_r`` is singular beyond the gauge (one null direction
+  per collinear frame, three per zero frame). (Three points, P = 3, are planar but not
+  singular in general: the smallest eigenvalue of ``B_r`` stays of the order of the others.)
+  The backward pass therefore always solves the Tikhonov-regularised system
+  ``(B_r + delta I) lambda = a`` with ``delta = 1e-12 * mean diagonal of the D_k``
+  (``delta = 1`` for an all-zero group), in float64 whatever the input dtype. For well-posed
+  groups this changes the gradient by a relative ``~1e-12 * cond(B_r)``; for singular ones
+  ``a`` has no component along the null directions (``a_i`` is perpendicular to a collinear
+  frame's line and zero for a zero frame), so the result is the minimum-norm solution, finite
+  and deterministic.
 
 Everything is batched over groups and frames (no Python loop over frames) and runs on the
 device of the input.

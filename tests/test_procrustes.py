@@ -214,3 +214,19 @@ def test_float32_matches_float64_and_returns_detached_rotations() -> None:
 def test_bad_input_is_a_data_error(bad: torch.Tensor) -> None:
     with pytest.raises(DataError, match="field 'X'"):
         align(bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("solver", ["dense", "woodbury"])
+def test_cuda_matches_cpu(solver: str) -> None:
+    X = shape_group(2, 12, 5, seed=19)
+    W = torch.randn(X.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(20))
+    out = {}
+    for device in ("cpu", "cuda"):
+        Xd = X.to(device).requires_grad_()
+        Z, R = align(Xd, backward_solver=solver, **TIGHT)
+        assert Z.device.type == device and R.device.type == device
+        (grad,) = torch.autograd.grad((Z * W.to(device)).sum() + nuclear_norm(Z).sum(), Xd)
+        out[device] = (Z.cpu(), grad.cpu())
+    torch.testing.assert_close(out["cuda"][0], out["cpu"][0], atol=1e-10, rtol=0)
+    torch.testing.assert_close(out["cuda"][1], out["cpu"][1], atol=1e-8, rtol=0)

@@ -412,8 +412,10 @@ class EditorWorkspace(QWidget):
 
     def _on_busy(self, busy: bool, message: str) -> None:
         self.reinit_button.setEnabled(not busy and self.session.mesh is not None)
-        if message:
-            self.window_.statusBar().showMessage(message, 5000)
+        if busy:
+            self.window_.statusBar().showMessage(message)
+        else:
+            self.window_.statusBar().clearMessage()
 
     def _on_failed(self, exc: BaseException) -> None:
         self.window_.show_error("Cannot open the mesh", exc)

@@ -187,10 +187,25 @@ def _skew_stack(Zr: Tensor) -> Tensor:
     return rows.reshape(*Zr.shape[:2], 3 * Zr.shape[2], 3)
 
 
-def _lowrank_apply(Zr: Tensor, w: Tensor) -> Tensor:
-    """(L^T L w)_k = sum_p c_p x z_kp with c_p = sum_i z_ip x w_i. Zr (G, m, P, 3), w (G, m, 3)."""
-    c = _cross(Zr, w[:, :, None, :].expand_as(Zr)).sum(dim=1, keepdim=True)
-    return _cross(c.expand_as(Zr), Zr).sum(dim=2)
+def _vee_antisym(M: Tensor) -> Tensor:
+    """v_a = eps_abc M_bc for M (..., 3, 3): for M = x y^T this is x cross y."""
+    return torch.stack(
+        [M[..., 1, 2] - M[..., 2, 1], M[..., 2, 0] - M[..., 0, 2], M[..., 0, 1] - M[..., 1, 0]],
+        dim=-1,
+    )
+
+
+def _L(Zr: Tensor, w: Tensor) -> Tensor:
+    """c_p = sum_i z_ip x w_i as one GEMM. Zr (G, m, P, 3), w (G, m, 3) -> (G, P, 3)."""
+    G, m, P, _ = Zr.shape
+    M = Zr.reshape(G, m, 3 * P).transpose(1, 2) @ w  # [(p, b), c] = sum_i z_ipb w_ic
+    return _vee_antisym(M.reshape(G, P, 3, 3))
+
+
+def _Lt(Zr: Tensor, c: Tensor) -> Tensor:
+    """(L^T c)_i = sum_p c_p x z_ip as one GEMM. Zr (G, m, P, 3), c (G, P, 3) -> (G, m, 3)."""
+    G, m, P, _ = Zr.shape
+    return -(Zr.reshape(G, m, 3 * P) @ _skew_stack(c[:, None])[:, 0])
 
 
 def _solve_dense(Zr: Tensor, D: Tensor, delta: Tensor, a: Tensor) -> Tensor:
@@ -217,18 +232,17 @@ def _solve_woodbury(Zr: Tensor, D: Tensor, delta: Tensor, a: Tensor) -> Tensor:
     Dinv = _inv3(Dreg)
     L = _skew_stack(Zr)
     LD = (L @ Dinv).transpose(1, 2).reshape(G, 3 * P, 3 * m)
-    LDL = LD @ L.transpose(-1, -2).reshape(G, 3 * m, 3 * P)
+    LDL = LD @ L.transpose(1, 2).reshape(G, 3 * P, 3 * m).transpose(1, 2)
     S = torch.eye(3 * P, dtype=Zr.dtype, device=Zr.device) - LDL
     lu, piv = torch.linalg.lu_factor(S)
 
     def approx_inverse(r: Tensor) -> Tensor:
         y = (Dinv @ r[..., None])[..., 0]
-        Ly = _cross(Zr, y[:, :, None, :].expand_as(Zr)).sum(dim=1).reshape(G, 3 * P, 1)
-        s = torch.linalg.lu_solve(lu, piv, Ly).reshape(G, 1, P, 3)
-        return y + (Dinv @ _cross(s.expand_as(Zr), Zr).sum(dim=2)[..., None])[..., 0]
+        s = torch.linalg.lu_solve(lu, piv, _L(Zr, y).reshape(G, 3 * P, 1)).reshape(G, P, 3)
+        return y + (Dinv @ _Lt(Zr, s)[..., None])[..., 0]
 
     def apply(w: Tensor) -> Tensor:
-        return (Dreg @ w[..., None])[..., 0] - _lowrank_apply(Zr, w)
+        return (Dreg @ w[..., None])[..., 0] - _Lt(Zr, _L(Zr, w))
 
     lam = approx_inverse(a)
     for _ in range(_REFINE_STEPS):
@@ -274,9 +288,11 @@ def align_vjp(Z: Tensor, R: Tensor, grad_Z: Tensor, method: str = "auto") -> Ten
     Z, R, Gz = Z.double(), R.double(), grad_Z.double()
     a = _cross(Z, Gz).sum(dim=2)
     lam = _solve_gauge_fixed(Z, a, method)
-    W = Z.sum(dim=1, keepdim=True)
-    E = _cross(lam[:, :, None, :].expand_as(Z), Z).sum(dim=1, keepdim=True)
-    H = Gz - _cross(lam[:, :, None, :].expand_as(Z), W.expand_as(Z)) + E
+    G, n, P, _ = Z.shape
+    # H_i = G_i - lambda_i x w_p + sum_k lambda_k x z_kp, the last two as GEMMs.
+    skew_w = _skew_stack(Z.sum(dim=1, keepdim=True))[:, 0]  # (G, 3P, 3): [w_p]x
+    spin = (skew_w @ lam.transpose(1, 2)).reshape(G, P, 3, n).permute(0, 3, 1, 2)
+    H = Gz + spin - _L(Z, lam)[:, None]
     gY = H @ R
     gX = gY - gY.mean(dim=2, keepdim=True)
     return gX.to(out_dtype)

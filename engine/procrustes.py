@@ -332,7 +332,9 @@ def align(
         tol: stop when the relative change of every group's mean shape,
             ``||m_new - m_old||_F / ||m_new||_F``, is at most ``tol``
             (default :func:`default_tol`: 1e-10 for float64, 1e-6 for float32).
-        max_iter: at most this many Kabsch sweeps (the official code uses 100).
+        max_iter: at most this many Kabsch sweeps (the official code uses 100). A group that
+            has not met ``tol`` by then returns its last iterate without error
+            (:func:`align_iterations` reports the sweeps used).
         backward_solver: ``"auto"``, ``"dense"`` or ``"woodbury"`` (see :func:`align_vjp`);
             only changes how the gradient is computed, not its value.
 

@@ -232,7 +232,8 @@ class LaplacianSystem:
             rhs = rhs[:, None]
         out = torch.empty_like(rhs)
         m = rhs.shape[1]
-        step = _MAX_RHS if progress is None else max(1, min(_MAX_RHS, 8))
+        # Smaller chunks when someone watches: progress and cancel checks between them.
+        step = _MAX_RHS if progress is None and cancel is None else 8
         for start in range(0, m, step):
             if cancel is not None and cancel():
                 raise Cancelled("solve cancelled")
@@ -629,10 +630,12 @@ class EditingBasis:
         # A drag moves one handle: update with its column only, and refresh from scratch now
         # and then so rounding cannot accumulate.
         if len(changed) * 4 <= self.num_handles and self._updates < 256:
-            if len(changed):
-                delta = d[changed] - self._last_offsets[changed]
-                self._last_vertices += self._basis_t[changed].T @ delta
-                self._updates += 1
+            # Column-wise axpy: several times faster than a (N,1)x(1,3) BLAS product.
+            for k in changed:
+                for c, shift in enumerate(d[k] - self._last_offsets[k]):
+                    if shift:
+                        self._last_vertices[:, c] += self._basis_t[k] * shift
+            self._updates += len(changed)
         else:
             self._last_vertices = self.template + self._basis_t.T @ d
             self._updates = 0

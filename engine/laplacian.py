@@ -220,6 +220,8 @@ class LaplacianSystem:
         self.pins = torch.as_tensor(pins, dtype=torch.int64, device=self.device)
         self.isolated = torch.as_tensor(isolated, device=self.device)
         self.laplacian = lap  # scipy CSR, float64, with the unit rows of isolated vertices
+        self._slot = self.labels.clamp(max=self.num_components)
+        self._single_component = self.num_components == 1 and not isolated.any()
         self.L = L
 
     def solve_m(
@@ -247,15 +249,19 @@ class LaplacianSystem:
 
     def component_sums(self, X: Tensor) -> Tensor:
         """``N^T X``: (N,m) -> (n_c,m), sums over each pinned component's vertices."""
+        if self._single_component:
+            return X.sum(0, keepdim=True)
         out = torch.zeros(self.num_components + 1, X.shape[1], dtype=X.dtype, device=X.device)
-        labels = self.labels.clamp(max=self.num_components)  # isolated vertices -> spare row
-        out.index_add_(0, labels, X)
+        out.index_add_(0, self._slot, X)  # isolated vertices land in the spare last row
         return out[: self.num_components]
 
     def component_expand(self, Y: Tensor) -> Tensor:
-        """``N Y``: (n_c,m) -> (N,m), each vertex gets its component's row (0 if isolated)."""
+        """``N Y``: (n_c,m) -> (N,m), each vertex gets its component's row (0 if isolated);
+        a broadcastable (1,m) view for a single component without isolated vertices."""
+        if self._single_component:
+            return Y
         padded = torch.cat([Y, torch.zeros(1, Y.shape[1], dtype=Y.dtype, device=Y.device)])
-        return padded[self.labels.clamp(max=self.num_components)]
+        return padded[self._slot]
 
     def apply_w(self, A: Tensor, X: Tensor) -> Tensor:
         """``W X = (L'^T L' + A^T A) X`` for checks; A (K,N), X (N,m) -> (N,m) float64."""

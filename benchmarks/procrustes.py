@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     sizes_n = [32, 128] if args.quick else [32, 128, 512, 2048]
     sizes_p = [17, 68]
-    repeats = 1 if args.quick else 3
+    repeats = 2 if args.quick else 5
 
     print(
         f"torch {torch.__version__}, {args.dtype}, device {device}, "

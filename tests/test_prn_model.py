@@ -28,7 +28,7 @@ def _numpy_forward(model: PRNFCN, u: np.ndarray) -> np.ndarray:
     b, p, _ = u.shape
     h = np.maximum(bn(fc(u.reshape(b, -1), "input.0"), "input.1"), 0)
     h = block(h, "shared")
-    xy = fc(block(h, "xy_block"), "xy_out").reshape(b, p, 2)
+    xy = u + fc(block(h, "xy_block"), "xy_out").reshape(b, p, 2)
     z = fc(block(h, "depth_block"), "depth_out").reshape(b, p, 1)
     return np.concatenate([xy, z], axis=-1)
 
@@ -36,6 +36,10 @@ def _numpy_forward(model: PRNFCN, u: np.ndarray) -> np.ndarray:
 def test_forward_matches_numpy_reference():
     torch.manual_seed(0)
     model = PRNFCN(num_points=7, hidden=24).double()
+    # The output layers start at zero; give them weights so the reference checks them too.
+    with torch.no_grad():
+        for p in (*model.xy_out.parameters(), *model.depth_out.parameters()):
+            p.normal_()
     # Non-trivial BatchNorm statistics: run a few training batches first.
     with torch.no_grad():
         for _ in range(3):
@@ -49,8 +53,19 @@ def test_forward_matches_numpy_reference():
     )
 
 
+def test_untrained_network_predicts_input_with_zero_depth():
+    model = PRNFCN(num_points=5, hidden=16)
+    u = torch.randn(8, 5, 2)
+    out = model(u)
+    assert torch.equal(out[..., :2], u)
+    assert torch.equal(out[..., 2], torch.zeros(8, 5))
+
+
 def test_gradients_reach_every_parameter():
     model = PRNFCN(num_points=5, hidden=16)
+    with torch.no_grad():
+        for p in (*model.xy_out.parameters(), *model.depth_out.parameters()):
+            p.normal_()
     model(torch.randn(8, 5, 2)).square().sum().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name

@@ -3,6 +3,15 @@
 Maps the normalised 2D keypoints of one frame to its full 3D shape (x, y and depth), as the
 authors' code does: 2P inputs -> FC + BatchNorm + ReLU -> one shared residual block -> one
 residual block per head (xy head, depth head) -> linear outputs (2P and P).
+
+Deviation from the authors' network, and why: the xy output is the 2D input plus the xy head's
+output, and both output layers start at zero, so an untrained network predicts the input with
+zero depth (f = 0, the zero-depth baseline) and training only has to learn depth and small xy
+corrections. The function class is the same (the head can still move xy anywhere), but on a
+2-core CPU budget of a few thousand steps this converges several times faster: with the
+authors' plain outputs most of the budget goes into re-learning the identity map for xy, and
+the residual 2D noise of a not-yet-fitted xy head swamps the weak depth signal of the
+nuclear norm (measured on pickup: e3D 0.42 vs 0.14 after 150 steps).
 """
 
 from __future__ import annotations
@@ -36,8 +45,9 @@ class PRNFCN(nn.Module):
 
     Input ``u`` is (B, P, 2) float, each frame normalised (centred on the point mean, divided by
     the Frobenius norm of its 2D points; missing points set to 0). Output is (B, P, 3): x, y in
-    the same normalised units, depth in the same scale (its offset is arbitrary under orthographic
-    projection). BatchNorm needs B >= 2 in training mode; in eval mode any B >= 1 works.
+    the same normalised units (``u`` plus a learned correction; for missing points the
+    correction is the prediction), depth in the same scale (its offset is arbitrary under
+    orthographic projection). A new network predicts ``(u, 0)``. BatchNorm needs B >= 2 in training mode; in eval mode any B >= 1 works.
     """
 
     def __init__(self, num_points: int, hidden: int = 1024) -> None:
@@ -54,6 +64,9 @@ class PRNFCN(nn.Module):
         self.xy_out = nn.Linear(hidden, 2 * num_points)
         self.depth_block = ResidualBlock(hidden)
         self.depth_out = nn.Linear(hidden, num_points)
+        for layer in (self.xy_out, self.depth_out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def forward(self, u: Tensor) -> Tensor:
         """u: (B, P, 2) normalised 2D -> (B, P, 3) normalised 3D (x, y, depth)."""
@@ -63,6 +76,6 @@ class PRNFCN(nn.Module):
             )
         b = u.shape[0]
         h = self.shared(self.input(u.reshape(b, -1)))
-        xy = self.xy_out(self.xy_block(h)).reshape(b, self.num_points, 2)
+        xy = u + self.xy_out(self.xy_block(h)).reshape(b, self.num_points, 2)
         depth = self.depth_out(self.depth_block(h)).reshape(b, self.num_points, 1)
         return torch.cat([xy, depth], dim=-1)

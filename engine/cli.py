@@ -1,0 +1,325 @@
+"""Batch commands of ``main.py``: ``train``, ``reconstruct`` and ``evaluate`` a PRN.
+
+    python main.py train --data synthetic:human --out run.pt
+    python main.py reconstruct --checkpoint run.pt --data seq.npz --out rec.npz
+    python main.py evaluate --checkpoint run.pt --data seq.npz
+
+Every error a user can cause (bad file, bad value, wrong checkpoint) ends in one line on stderr
+and exit code 2. Heavy modules (torch, the engine) are imported inside the commands so that
+``python main.py --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+_DATA_HELP = (
+    "keypoint file (.npz with points2d[, points3d, visibility], or NRSfM .mat with X or W/S), "
+    "or 'synthetic:human' (the built-in synthetic human motion set)"
+)
+
+
+def register_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train``, ``reconstruct`` and ``evaluate`` sub-commands; each sets ``func``."""
+    from engine.prn.config import TrainConfig
+
+    d = TrainConfig()
+    p = subparsers.add_parser(
+        "train",
+        help="train a PRN on 2D keypoints and save a checkpoint",
+        description="Train a Procrustean Regression Network on the 2D keypoints of a data set "
+        "(3D ground truth, when present, is used only for the metrics shown) and write a "
+        "checkpoint. The checkpoint is also saved every --autosave-every steps, so a failed "
+        "run keeps its last good state.",
+    )
+    p.add_argument(
+        "--data",
+        default=d.data,
+        metavar="PATH|synthetic:human",
+        help=_DATA_HELP + f" (default {d.data})",
+    )
+    p.add_argument(
+        "--iterations",
+        type=int,
+        default=d.iterations,
+        metavar="N",
+        help=f"optimiser steps (default {d.iterations})",
+    )
+    p.add_argument(
+        "--lambda",
+        dest="lam",
+        type=float,
+        default=d.lam,
+        metavar="L",
+        help=f"weight of the low-rank term g (default {d.lam})",
+    )
+    p.add_argument(
+        "--hidden",
+        type=int,
+        default=d.hidden,
+        metavar="H",
+        help=f"hidden width (default {d.hidden})",
+    )
+    p.add_argument(
+        "--missing-ratio",
+        type=float,
+        default=d.missing_ratio,
+        metavar="R",
+        help="fraction of 2D inputs removed at random, 0..0.9 (default 0)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=d.seed, metavar="S", help=f"random seed (default {d.seed})"
+    )
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default=None,
+        help="default: cuda when present, else cpu",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=d.lr,
+        metavar="LR",
+        help=f"Adam start learning rate (default {d.lr:g})",
+    )
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=d.eval_every,
+        metavar="N",
+        help=f"steps between evaluations (default {d.eval_every})",
+    )
+    p.add_argument(
+        "--autosave-every",
+        type=int,
+        default=500,
+        metavar="N",
+        help="steps between checkpoint saves, 0 = only at the end (default 500)",
+    )
+    p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write (.pt)")
+    p.set_defaults(func=_guarded(_train))
+
+    p = subparsers.add_parser(
+        "reconstruct",
+        help="reconstruct 3D points from 2D keypoints with a trained PRN",
+        description="Reconstruct every frame of a keypoint file with a PRN checkpoint and write "
+        "an .npz with points3d (F,P,3) in the input's camera frame and units (depth centred "
+        "per frame), points2d and, when present, visibility, names and edges.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="PRN checkpoint (.pt)")
+    p.add_argument("--data", required=True, metavar="PATH", help=_DATA_HELP)
+    p.add_argument("--out", required=True, metavar="OUT.npz", help="output .npz file")
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default=None,
+        help="default: cuda when present, else cpu",
+    )
+    p.set_defaults(func=_guarded(_reconstruct))
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="print MPJPE and e3D of a PRN next to the baselines",
+        description="Reconstruct a keypoint file that has 3D ground truth with a PRN checkpoint "
+        "and with the baselines, and print MPJPE (units of the data) and the normalised error "
+        "e3D of each in one table (depth sign chosen per frame).",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="PRN checkpoint (.pt)")
+    p.add_argument(
+        "--data", required=True, metavar="PATH", help=_DATA_HELP + "; must hold 3D ground truth"
+    )
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default=None,
+        help="default: cuda when present, else cpu",
+    )
+    p.set_defaults(func=_guarded(_evaluate))
+
+
+def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn user-caused errors into one stderr line and exit code 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        from engine.errors import InputError
+
+        try:
+            return fn(args)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return run
+
+
+def _device(args: argparse.Namespace) -> Any:
+    from engine.device import resolve_device
+    from engine.errors import InputError
+
+    try:
+        return resolve_device(args.device)
+    except (ValueError, RuntimeError) as exc:
+        raise InputError(str(exc), field="--device") from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from engine.data import load_dataset
+    from engine.errors import InputError
+    from engine.prn.config import TrainConfig
+    from engine.prn.training import Trainer
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise InputError("the output folder does not exist", path=out.parent, field="--out")
+    if args.autosave_every < 0:
+        raise InputError(
+            f"expected an integer >= 0, got {args.autosave_every}", field="--autosave-every"
+        )
+    config = TrainConfig(
+        data=args.data,
+        iterations=args.iterations,
+        lam=args.lam,
+        hidden=args.hidden,
+        missing_ratio=args.missing_ratio,
+        seed=args.seed,
+        device=None if args.device is None else str(_device(args)),
+        lr=args.lr,
+        eval_every=args.eval_every,
+    )
+    try:
+        config.validate()
+    except InputError as exc:
+        flag = {"lam": "lambda"}.get(exc.field or "", exc.field or "")
+        raise InputError(exc.problem, field="--" + flag.replace("_", "-")) from None
+    sequence = load_dataset(config.data, seed=config.seed)
+    trainer = Trainer(
+        config,
+        sequence,
+        autosave_path=out,
+        autosave_every=args.autosave_every or config.iterations,
+    )
+    print(
+        f"training PRN (hidden {config.hidden}, lambda {config.lam:g}) on {config.data}: "
+        f"{sequence.num_frames} frames x {sequence.num_points} points, {config.iterations} "
+        f"steps on {trainer.device}",
+        file=sys.stderr,
+    )
+    bar = tqdm(total=config.iterations, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def on_step(event: Any) -> None:
+        bar.update(event.step - bar.n)
+        post = {"f": f"{event.losses['f']:.3g}", "g": f"{event.losses['g']:.3g}"}
+        if trainer.metrics:
+            post.update({k: f"{v:.4g}" for k, v in trainer.metrics.items()})
+        if event.step % 10 == 0 or event.metrics is not None:
+            bar.set_postfix(post, refresh=False)
+
+    trainer.add_callback(on_step)
+    start = time.perf_counter()
+    try:
+        metrics = trainer.run()
+    finally:
+        bar.close()
+    if trainer.state == "failed":
+        print(f"error: {trainer.error}", file=sys.stderr)
+        if out.exists():
+            print(f"the last good checkpoint is kept in {out}", file=sys.stderr)
+        return 1
+    trainer.save_checkpoint(out)
+    last = trainer.history[-1] if trainer.history else {}
+    print(
+        f"trained {len(trainer.history)} steps in {time.perf_counter() - start:.1f} s; "
+        "final losses: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items())
+    )
+    if metrics:
+        print(
+            "metrics on the training data: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        )
+    print(f"checkpoint written to {out}")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from engine.data import load_dataset
+    from engine.prn.checkpoint import load_model
+
+    device = _device(args)
+    model, ckpt = load_model(args.checkpoint, device=device)
+    sequence = load_dataset(args.data)
+    return model, ckpt, sequence
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.data import KeypointSequence, save_keypoints
+    from engine.errors import InputError
+    from engine.prn.reconstruct import reconstruct
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".npz":
+        raise InputError("expected an output file name ending in .npz", path=out, field="--out")
+    if not out.parent.is_dir():
+        raise InputError("the output folder does not exist", path=out.parent, field="--out")
+    model, ckpt, seq = _load(args)
+    points3d = reconstruct(model, seq.points2d, seq.visibility)
+    description = dict(seq.description)
+    description.update(reconstructed_by=str(args.checkpoint), checkpoint_step=ckpt.step)
+    result = KeypointSequence(
+        points2d=seq.points2d,
+        points3d=points3d,
+        visibility=seq.visibility,
+        names=seq.names,
+        edges=seq.edges,
+        description=description,
+    )
+    save_keypoints(out, result)
+    print(f"reconstructed {seq.num_frames} frames x {seq.num_points} points -> {out}")
+    return 0
+
+
+def format_table(rows: dict[str, dict[str, float]], units: str = "") -> str:
+    """Aligned text table of ``{method: {'mpjpe', 'e3d'}}`` (one line per method)."""
+    head_mpjpe = f"MPJPE{f' ({units})' if units else ''}"
+    width = max([len("method"), *(len(n) for n in rows)])
+    lines = [f"{'method':<{width}}  {head_mpjpe:>14}  {'e3D':>8}"]
+    lines.append("-" * len(lines[0]))
+    for name, m in rows.items():
+        lines.append(f"{name:<{width}}  {m['mpjpe']:>14.4f}  {m['e3d']:>8.4f}")
+    return "\n".join(lines)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from engine.errors import DataError
+    from engine.prn.reconstruct import evaluate_methods
+
+    model, _ckpt, seq = _load(args)
+    if seq.points3d is None:
+        raise DataError(
+            "evaluation needs 3D ground truth (points3d) in the data",
+            path=args.data,
+            field="points3d",
+        )
+    rows = evaluate_methods(seq, {"PRN": model})
+    print(
+        f"{args.data}: {seq.num_frames} frames x {seq.num_points} points; depth sign chosen per "
+        "frame, MPJPE in the data's units"
+    )
+    print(format_table(rows))
+    return 0

@@ -1,0 +1,468 @@
+"""The PRN training loop, shared by the command line and the GUI.
+
+:class:`Trainer` owns a network, its optimiser and a deterministic batch sampler over one
+:class:`~engine.data.KeypointSequence`. :meth:`Trainer.run` blocks (call it from a worker thread
+in a GUI); :meth:`Trainer.pause`, :meth:`Trainer.resume`, :meth:`Trainer.stop` and
+:meth:`Trainer.save_checkpoint` may be called from any other thread. Every step reports a
+:class:`TrainEvent` to the registered callbacks (from the training thread).
+
+Cost per batch (seed 000, eq. 1): ``J = sum_i f(X_i) + lam * sum_groups g(align(group))`` with
+``f`` the orthographic reprojection error ``1/2 ||X_i[:, :2] - U_i||^2`` over visible points and
+``g`` the nuclear norm of each Procrustes-aligned group of ``group_size`` frames; inputs are
+normalised per frame (centre, divide by the 2D Frobenius norm).
+
+Determinism and exact resume: weights are initialised from ``config.seed`` without touching the
+global torch RNG; the loop draws no torch randomness (no dropout), and batches come from the
+trainer's own ``numpy.random.Generator``. A checkpoint stores the optimiser, the lr scheduler and
+the sampler (generator state, current permutation and position), so a run resumed from it
+computes the same losses as an uninterrupted run (CPU ops are deterministic for a fixed thread
+count; on CUDA the same holds for the dense ops used here, which have deterministic kernels).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.data import KeypointSequence, load_dataset, normalize_2d, with_missing
+from engine.device import resolve_device
+from engine.errors import CheckpointError, DataError, InputError
+from engine.losses import nuclear_norm, reprojection_loss
+from engine.metrics import mpjpe, normalized_error
+from engine.prn.checkpoint import load_checkpoint, save_checkpoint
+from engine.prn.config import TrainConfig
+from engine.prn.model import PRNFCN
+from engine.prn.reconstruct import reconstruct
+from engine.procrustes import align
+
+#: Evaluations during training use at most this many frames (evenly spaced) to stay cheap.
+EVAL_MAX_FRAMES = 4096
+#: A step whose total loss exceeds this multiple of the first step's loss counts as divergence.
+DIVERGENCE_FACTOR = 1e4
+#: Events carry a preview prediction every this many steps (and on evaluation steps).
+PREVIEW_EVERY = 10
+
+
+@dataclass
+class TrainEvent:
+    """What the training loop reports after each step.
+
+    Attributes:
+        step: optimiser steps done (1-based after the first step).
+        total_steps: the step the run trains to.
+        losses: ``f`` (reprojection, summed over the batch), ``g`` (nuclear norms summed over
+            groups, before lambda) and ``total`` (``f + lam * g``).
+        lr: learning rate used for this step.
+        elapsed_s: seconds of training in this run (pauses excluded).
+        eta_s: estimated seconds to ``total_steps``.
+        preview: (P, 3) float32 normalised prediction of ``config.preview_frame``, or None on
+            steps without a preview.
+        metrics: on evaluation steps ``e3d`` and ``mpjpe`` (units of the ground truth) when
+            the data has 3D ground truth (empty dict otherwise); None on other steps.
+    """
+
+    step: int
+    total_steps: int
+    losses: dict[str, float]
+    lr: float
+    elapsed_s: float
+    eta_s: float
+    preview: np.ndarray | None = None
+    metrics: dict[str, float] | None = None
+
+
+class Trainer:
+    """Trains a :class:`PRNFCN` on one keypoint sequence.
+
+    Args:
+        config: training settings (validated here).
+        sequence: training data; None loads ``config.data``.
+        autosave_path: when set with ``autosave_every > 0``, a checkpoint is written there every
+            ``autosave_every`` steps and at the end of the run (never after a failure, so the
+            last good checkpoint survives).
+        autosave_every: steps between autosaves (0 = off).
+
+    Attributes:
+        state: ``'idle' | 'running' | 'paused' | 'stopped' | 'finished' | 'failed'``.
+        step: optimiser steps done.
+        history: one ``{'f', 'g', 'total'}`` dict per step done.
+        metrics: the latest evaluation metrics.
+        error: the reason of a ``'failed'`` state, else None.
+
+    Raises:
+        InputError: invalid config, unusable device, or data unusable for training.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        sequence: KeypointSequence | None = None,
+        *,
+        autosave_path: str | Path | None = None,
+        autosave_every: int = 0,
+    ) -> None:
+        config.validate()
+        self.config = config
+        try:
+            self.device = resolve_device(config.device)
+        except (ValueError, RuntimeError) as exc:
+            raise InputError(str(exc), field="device") from None
+        if sequence is None:
+            sequence = load_dataset(config.data, seed=config.seed)
+        if sequence.num_frames < 2:
+            raise DataError(
+                f"need at least 2 frames to train, got {sequence.num_frames}", field="points2d"
+            )
+        self.sequence = sequence
+        train_seq = sequence
+        if config.missing_ratio > 0:
+            train_seq = with_missing(sequence, config.missing_ratio, seed=config.seed)
+        self.train_sequence = train_seq
+        u, _, _ = normalize_2d(train_seq.points2d, train_seq.visibility)
+        self._u = torch.as_tensor(np.asarray(u), dtype=torch.float32, device=self.device)
+        self._vis = (
+            None
+            if train_seq.visibility is None
+            else torch.as_tensor(train_seq.visibility, dtype=torch.bool, device=self.device)
+        )
+        num_points = sequence.num_points
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.model = PRNFCN(num_points, config.hidden)
+        self.model.to(self.device)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=config.lr_step, gamma=config.lr_decay
+        )
+        self._rng = np.random.default_rng(config.seed)
+        self._perm = np.zeros(0, dtype=np.int64)
+        self._pos = 0
+        eval_count = min(sequence.num_frames, EVAL_MAX_FRAMES)
+        self._eval_idx = np.unique(
+            np.linspace(0, sequence.num_frames - 1, eval_count).round().astype(np.int64)
+        )
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self.metrics: dict[str, float] = {}
+        self.state = "idle"
+        self.error: str | None = None
+        self.autosave_path = None if autosave_path is None else Path(autosave_path)
+        self.autosave_every = int(autosave_every)
+        self._callbacks: list[Callable[[TrainEvent], None]] = []
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+
+    # ----------------------------------------------------------------- control (any thread)
+    def add_callback(self, fn: Callable[[TrainEvent], None]) -> None:
+        """Call ``fn(event)`` after every step (from the training thread)."""
+        self._callbacks.append(fn)
+
+    def pause(self) -> None:
+        """Hold the loop before its next step (thread-safe)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Continue a paused loop (thread-safe)."""
+        self._running.set()
+
+    def stop(self) -> None:
+        """End the loop after the current step (thread-safe); :meth:`run` then returns."""
+        self._stop.set()
+        self._running.set()
+
+    # ----------------------------------------------------------------- training
+    def run(self, until_step: int | None = None) -> dict[str, float]:
+        """Train until ``until_step`` (default ``config.iterations``) or :meth:`stop`.
+
+        Blocks. On a non-finite or diverging loss the run ends with ``state == 'failed'`` and a
+        message in :attr:`error`; the weights stay those of the last good step.
+
+        Returns:
+            The final evaluation metrics (``e3d``, ``mpjpe`` when ground truth exists).
+        """
+        target = self.config.iterations if until_step is None else int(until_step)
+        self._stop.clear()
+        self.error = None
+        self.state = "running"
+        start_step = self.step
+        elapsed = 0.0
+        tick = time.perf_counter()
+        try:
+            while self.step < target:
+                if self._stop.is_set():
+                    self.state = "stopped"
+                    break
+                if not self._running.is_set():
+                    elapsed += time.perf_counter() - tick
+                    self.state = "paused"
+                    self._running.wait()
+                    tick = time.perf_counter()
+                    if self._stop.is_set():
+                        self.state = "stopped"
+                        break
+                    self.state = "running"
+                with self._lock:
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    losses = self._train_step()
+                    if losses is None:
+                        self.state = "failed"
+                        break
+                    self.history.append(losses)
+                    metrics = None
+                    if self.step % self.config.eval_every == 0 or self.step == target:
+                        metrics = self.metrics = self.evaluate()
+                    preview = None
+                    if metrics is not None or self.step % PREVIEW_EVERY == 0 or self.step == 1:
+                        preview = self.preview()
+                    if self.autosave_path is not None and self.autosave_every > 0:
+                        if self.step % self.autosave_every == 0:
+                            self.save_checkpoint(self.autosave_path)
+                now = time.perf_counter()
+                run_time = elapsed + now - tick
+                done = self.step - start_step
+                event = TrainEvent(
+                    step=self.step,
+                    total_steps=target,
+                    losses=losses,
+                    lr=lr,
+                    elapsed_s=run_time,
+                    eta_s=run_time / done * (target - self.step),
+                    preview=preview,
+                    metrics=metrics,
+                )
+                for fn in list(self._callbacks):
+                    fn(event)
+            else:
+                self.state = "finished"
+        except BaseException as exc:
+            self.state = "failed"
+            self.error = f"{type(exc).__name__}: {exc}"
+            raise
+        if self.state != "failed":
+            with self._lock:
+                if not self.history or (
+                    self.step % self.config.eval_every != 0 and self.step != target
+                ):
+                    self.metrics = self.evaluate()
+                if self.autosave_path is not None and self.autosave_every > 0:
+                    self.save_checkpoint(self.autosave_path)
+        return dict(self.metrics)
+
+    def _next_batch(self) -> np.ndarray:
+        """Indices of the next batch: consecutive slices of per-epoch random permutations."""
+        n = self.config.batch_size
+        frames = self.sequence.num_frames
+        while len(self._perm) - self._pos < n:
+            self._perm = np.concatenate([self._perm[self._pos :], self._rng.permutation(frames)])
+            self._pos = 0
+        idx = self._perm[self._pos : self._pos + n]
+        self._pos += n
+        return idx
+
+    def _train_step(self) -> dict[str, float] | None:
+        """One optimiser step; None (and :attr:`error` set) if the loss or gradient is bad."""
+        cfg = self.config
+        idx = torch.as_tensor(self._next_batch(), device=self.device)
+        u = self._u[idx]
+        vis = None if self._vis is None else self._vis[idx]
+        self.model.train()
+        x = self.model(u)
+        if not bool(torch.isfinite(x).all()):
+            self.error = f"training diverged at step {self.step + 1}: non-finite predictions"
+            return None
+        f = reprojection_loss(x, u, vis)
+        groups = cfg.batch_size // cfg.group_size
+        aligned, _ = align(x.reshape(groups, cfg.group_size, x.shape[1], 3))
+        g = nuclear_norm(aligned).sum()
+        total = f + cfg.lam * g
+        value = float(total.detach())
+        first = self.history[0]["total"] if self.history else None
+        if not math.isfinite(value):
+            self.error = f"training diverged at step {self.step + 1}: the loss is {value}"
+            return None
+        if first is not None and value > DIVERGENCE_FACTOR * max(first, 1e-12):
+            self.error = (
+                f"training diverged at step {self.step + 1}: loss {value:.4g} is over "
+                f"{DIVERGENCE_FACTOR:g} times the first step's {first:.4g} (try a lower lr)"
+            )
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        for p in self.model.parameters():
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                self.error = f"training diverged at step {self.step + 1}: non-finite gradient"
+                self.optimizer.zero_grad(set_to_none=True)
+                return None
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return {"f": float(f.detach()), "g": float(g.detach()), "total": value}
+
+    # ----------------------------------------------------------------- evaluation
+    def evaluate(self) -> dict[str, float]:
+        """Metrics of the current network on (up to :data:`EVAL_MAX_FRAMES` frames of) the data.
+
+        Returns:
+            ``{'e3d', 'mpjpe'}`` (MPJPE in the ground truth's units) when the sequence has 3D
+            ground truth, else an empty dict. Inputs are the training inputs (with the same
+            missing points).
+        """
+        seq = self.sequence
+        if seq.points3d is None:
+            return {}
+        idx = self._eval_idx
+        vis = (
+            None if self.train_sequence.visibility is None else self.train_sequence.visibility[idx]
+        )
+        with self._lock:
+            pred = reconstruct(
+                self.model, self.train_sequence.points2d[idx], vis, device=self.device
+            )
+        gt = seq.points3d[idx]
+        return {"e3d": float(normalized_error(pred, gt)), "mpjpe": float(mpjpe(pred, gt))}
+
+    def preview(self) -> np.ndarray:
+        """(P, 3) float32 normalised prediction of ``config.preview_frame`` (clamped to the data)."""
+        frame = min(self.config.preview_frame, self.sequence.num_frames - 1)
+        with self._lock:
+            was_training = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                out = self.model(self._u[frame : frame + 1])[0]
+            self.model.train(was_training)
+        return out.cpu().numpy().astype(np.float32)
+
+    def predict(self, points2d: np.ndarray, visibility: np.ndarray | None = None) -> np.ndarray:
+        """Reconstruct (F, P, 2) 2D points to (F, P, 3) in the input's camera frame and units.
+
+        Thread-safe: waits for the current step to finish. See
+        :func:`engine.prn.reconstruct.reconstruct`.
+        """
+        with self._lock:
+            return reconstruct(self.model, points2d, visibility, device=self.device)
+
+    # ----------------------------------------------------------------- checkpoints
+    def data_description(self) -> dict[str, Any]:
+        """JSON-able description of the training data stored in checkpoints."""
+        seq = self.sequence
+        desc = dict(seq.description)
+        desc.update(
+            num_frames=seq.num_frames,
+            num_points=seq.num_points,
+            has_ground_truth=seq.points3d is not None,
+            missing_ratio=float(self.config.missing_ratio),
+        )
+        if seq.names is not None:
+            desc["names"] = [str(n) for n in seq.names]
+        if seq.edges is not None:
+            desc["edges"] = np.asarray(seq.edges).astype(int).tolist()
+        # A JSON round trip turns numpy scalars and paths into plain types that
+        # torch.load(weights_only=True) accepts.
+        return json.loads(json.dumps(desc, default=_jsonable))
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        """Write weights, config, data description, metrics, history and resume state atomically.
+
+        Thread-safe: waits for the current step to finish, so the file is a consistent snapshot.
+        """
+        with self._lock:
+            extra = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "sampler": {
+                    "rng": self._rng.bit_generator.state,
+                    "perm": torch.as_tensor(self._perm, dtype=torch.int64),
+                    "pos": int(self._pos),
+                },
+            }
+            save_checkpoint(
+                path,
+                model_state=self.model.state_dict(),
+                config=self.config.to_dict(),
+                data_description=self.data_description(),
+                metrics=self.metrics,
+                extra=extra,
+                step=self.step,
+                history=list(self.history),
+            )
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        sequence: KeypointSequence | None = None,
+        *,
+        device: str | None = None,
+        **kwargs: Any,
+    ) -> Trainer:
+        """Rebuild a trainer from a checkpoint to continue exactly where it stopped.
+
+        Args:
+            path: checkpoint file.
+            sequence: the training data; None loads the checkpoint's ``config.data``.
+            device: overrides the checkpoint's device (e.g. ``"cpu"`` for a CUDA-trained run).
+            **kwargs: passed to the constructor (``autosave_path``, ``autosave_every``).
+
+        Raises:
+            CheckpointError: unusable checkpoint, or data with a different number of points.
+        """
+        ckpt = load_checkpoint(path)
+        config = ckpt.config
+        if device is not None:
+            config.device = device
+            config.validate()
+        if sequence is not None and sequence.num_points != ckpt.num_points:
+            raise CheckpointError(
+                f"the checkpoint's network takes {ckpt.num_points} points but the data has "
+                f"{sequence.num_points}",
+                path=path,
+            )
+        trainer = cls(config, sequence, **kwargs)
+        if trainer.sequence.num_points != ckpt.num_points:
+            raise CheckpointError(
+                f"the checkpoint's network takes {ckpt.num_points} points but its data "
+                f"'{config.data}' has {trainer.sequence.num_points}",
+                path=path,
+            )
+        try:
+            trainer.model.load_state_dict(ckpt.model_state, strict=True)
+            extra = ckpt.extra
+            if "optimizer" in extra:
+                trainer.optimizer.load_state_dict(extra["optimizer"])
+            if "scheduler" in extra:
+                trainer.scheduler.load_state_dict(extra["scheduler"])
+            if "sampler" in extra:
+                sampler = extra["sampler"]
+                trainer._rng.bit_generator.state = sampler["rng"]
+                trainer._perm = sampler["perm"].numpy().astype(np.int64)
+                trainer._pos = int(sampler["pos"])
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(
+                f"cannot restore the training state: {first[:160]}", path=path
+            ) from None
+        trainer.step = ckpt.step
+        trainer.history = [dict(h) for h in ckpt.history]
+        trainer.metrics = dict(ckpt.metrics)
+        return trainer
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)

@@ -1,0 +1,208 @@
+"""The PRN training loop: events, determinism, exact resume, pause/resume/stop, divergence."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from engine.data import KeypointSequence
+from engine.errors import CheckpointError, DataError, InputError
+from engine.prn.checkpoint import load_checkpoint
+from engine.prn.config import TrainConfig
+from engine.prn.training import Trainer
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks: one thread avoids OpenMP barrier stalls on a busy shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _sequence(frames: int = 48, points: int = 8, seed: int = 0, rank: int = 2) -> KeypointSequence:
+    """Low-rank non-rigid shapes seen by random orthographic cameras (camera frame)."""
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(rank, points, 3))
+    coeff = np.concatenate([np.ones((frames, 1)), 0.3 * rng.normal(size=(frames, rank - 1))], 1)
+    shapes = np.einsum("fk,kpc->fpc", coeff, basis)
+    q, _ = np.linalg.qr(rng.normal(size=(frames, 3, 3)))
+    q *= np.sign(np.linalg.det(q))[:, None, None]
+    points3d = 5.0 * shapes @ q.transpose(0, 2, 1) + np.array([2.0, -1.0, 7.0])
+    return KeypointSequence(
+        points2d=points3d[..., :2].copy(), points3d=points3d, description={"source": "test"}
+    )
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(
+        data="test",
+        iterations=8,
+        hidden=16,
+        batch_size=16,
+        group_size=8,
+        eval_every=4,
+        lr=1e-3,
+        device="cpu",
+        seed=3,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_run_reports_events_and_metrics():
+    trainer = Trainer(_config(), _sequence())
+    events = []
+    trainer.add_callback(events.append)
+    metrics = trainer.run()
+    assert trainer.state == "finished" and trainer.step == 8
+    assert [e.step for e in events] == list(range(1, 9))
+    assert len(trainer.history) == 8
+    for e in events:
+        assert set(e.losses) == {"f", "g", "total"}
+        assert np.isfinite(list(e.losses.values())).all()
+        assert e.losses["total"] == pytest.approx(e.losses["f"] + 0.05 * e.losses["g"], rel=1e-5)
+        assert e.total_steps == 8 and e.elapsed_s >= 0 and e.eta_s >= 0
+    assert [e.step for e in events if e.metrics is not None] == [4, 8]
+    assert set(events[3].metrics) == {"e3d", "mpjpe"}
+    assert events[0].preview.shape == (8, 3) and events[0].preview.dtype == np.float32
+    assert events[-1].eta_s == 0
+    assert metrics == events[-1].metrics
+
+
+def test_same_seed_same_losses_other_seed_differs():
+    seq = _sequence()
+    a, b, c = (Trainer(_config(seed=s, iterations=5), seq) for s in (1, 1, 2))
+    for t in (a, b, c):
+        t.run()
+    assert a.history == b.history
+    assert a.history != c.history
+
+
+def test_resume_from_checkpoint_is_exact(tmp_path):
+    """N + M steps straight equal N steps, save, load, M more steps (losses and weights)."""
+    seq = _sequence(frames=40)  # 40 frames / batch 16: the sampler wraps mid-batch
+    cfg = _config(iterations=11, missing_ratio=0.1, eval_every=3)
+    straight = Trainer(cfg, seq)
+    straight.run()
+
+    first = Trainer(cfg, seq)
+    first.run(until_step=5)
+    assert first.state == "finished" and first.step == 5
+    first.save_checkpoint(tmp_path / "half.pt")
+    resumed = Trainer.from_checkpoint(tmp_path / "half.pt", seq)
+    assert resumed.step == 5 and resumed.history == first.history
+    resumed.run()
+    assert resumed.history == straight.history
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[k], v), k
+    ckpt = load_checkpoint(tmp_path / "half.pt")
+    assert ckpt.config == cfg and ckpt.step == 5
+    assert ckpt.data_description["num_points"] == 8
+
+
+def test_pause_resume_stop_from_another_thread():
+    trainer = Trainer(_config(iterations=100_000), _sequence())
+    reached = threading.Event()
+
+    def on_step(event):
+        if event.step == 3:
+            trainer.pause()
+            reached.set()
+
+    trainer.add_callback(on_step)
+    thread = threading.Thread(target=trainer.run)
+    thread.start()
+    assert reached.wait(30)
+    for _ in range(200):
+        if trainer.state == "paused":
+            break
+        threading.Event().wait(0.01)
+    assert trainer.state == "paused" and trainer.step == 3
+    threading.Event().wait(0.1)
+    assert trainer.step == 3  # nothing happens while paused
+    trainer.resume()
+    for _ in range(500):
+        if trainer.step > 5:
+            break
+        threading.Event().wait(0.01)
+    trainer.stop()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert trainer.state == "stopped" and 5 < trainer.step < 100_000
+    assert len(trainer.history) == trainer.step
+
+
+def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path):
+    path = tmp_path / "auto.pt"
+    trainer = Trainer(_config(iterations=20), _sequence(), autosave_path=path, autosave_every=2)
+
+    def poison(event):
+        if event.step == 6:
+            with torch.no_grad():
+                trainer.model.depth_out.bias.fill_(float("nan"))
+
+    trainer.add_callback(poison)
+    trainer.run()
+    assert trainer.state == "failed"
+    assert "diverged at step 7" in trainer.error
+    assert trainer.step == 6
+    ckpt = load_checkpoint(path)
+    assert ckpt.step == 6
+    with pytest.raises(CheckpointError, match="non-finite"):
+        trainer.save_checkpoint(path)
+    assert load_checkpoint(path).step == 6
+
+
+def test_predict_is_in_input_units():
+    seq = _sequence()
+    trainer = Trainer(_config(iterations=6), seq)
+    trainer.run()
+    pred = trainer.predict(seq.points2d)
+    assert pred.shape == (48, 8, 3) and pred.dtype == np.float64
+    np.testing.assert_allclose(pred[..., 2].mean(axis=1), 0, atol=1e-9)
+    moved = trainer.predict(3.0 * seq.points2d + np.array([10.0, -4.0]))
+    np.testing.assert_allclose(
+        moved[..., :2], 3.0 * pred[..., :2] + np.array([10.0, -4.0]), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(moved[..., 2], 3.0 * pred[..., 2], rtol=1e-5, atol=1e-5)
+    with pytest.raises(DataError, match="8 points"):
+        trainer.predict(seq.points2d[:, :5])
+
+
+def test_missing_points_are_excluded_from_f():
+    seq = _sequence()
+    trainer = Trainer(_config(iterations=3, missing_ratio=0.25), seq)
+    assert trainer.train_sequence.visibility.mean() == pytest.approx(0.75, abs=0.02)
+    assert trainer.sequence.visibility is None  # the caller's data is untouched
+    trainer.run()
+    assert trainer.state == "finished" and np.isfinite(trainer.history[-1]["total"])
+
+
+def test_learns_depth_better_than_zero_depth():
+    """On exact low-rank data a short run already beats the all-zero-depth baseline clearly."""
+    from engine.metrics import normalized_error
+
+    seq = _sequence(frames=64, points=10, rank=1, seed=5)
+    cfg = _config(iterations=150, hidden=64, batch_size=32, group_size=16, lr=3e-3, eval_every=150)
+    trainer = Trainer(cfg, seq)
+    metrics = trainer.run()
+    zero = np.concatenate([seq.points2d, np.zeros((64, 10, 1))], axis=-1)
+    assert metrics["e3d"] < 0.5 * normalized_error(zero, seq.points3d)
+
+
+def test_bad_config_and_data():
+    with pytest.raises(InputError) as info:
+        Trainer(_config(hidden=0), _sequence())
+    assert info.value.field == "hidden"
+    one = _sequence(frames=1)
+    with pytest.raises(DataError, match="at least 2 frames"):
+        Trainer(_config(), one)
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError) as info:
+            Trainer(_config(device="cuda"), _sequence())
+        assert info.value.field == "device"

@@ -16,7 +16,12 @@ torch.cuda.max_memory_allocated above the allocation at the start.
 "rel.err" is the largest difference of (a) and (b) from (c), relative to the largest entry.
 
     python benchmarks/procrustes.py            # full table, a few minutes on 2 cores
-    python benchmarks/procrustes.py --quick    # small sizes only, seconds
+    python benchmarks/procrustes.py --quick    # small sizes only, about a minute
+    python benchmarks/procrustes.py --threads 1
+
+On a machine whose cores are busy with other processes, use ``--threads 1``: with more torch
+threads every MKL GEMM waits for its OpenMP team (we measured ~20 ms per GEMM, whatever its
+size, at load 10 on 2 cores), which swamps small problems.
 """
 
 from __future__ import annotations
@@ -164,9 +169,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="n_f in {32, 128}, one repeat")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     device = torch.device(args.device)
     sizes_n = [32, 128] if args.quick else [32, 128, 512, 2048]

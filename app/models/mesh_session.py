@@ -156,6 +156,80 @@ def _prepare(mesh_or_path, num_handles: int, handle_ids, progress, cancelled):
     return mesh, handle_ids, basis
 
 
+# Above this many vertices the precomputation runs in a child process: cholespy's
+# factorisation (and scipy's Dijkstra for the handles) hold the GIL for seconds to a minute at
+# 40k-160k vertices, which would freeze the GUI thread even though they run on a worker thread.
+# Below it they take milliseconds and a process start (~2 s of imports) would dominate.
+PROCESS_THRESHOLD = 20_000
+
+
+def _child(mesh: Mesh, num_handles: int, handle_ids, queue) -> None:
+    """Child-process side of :func:`_prepare_in_process`: progress and the result by queue."""
+    try:
+        mesh, ids, basis = _prepare(
+            mesh,
+            num_handles,
+            handle_ids,
+            lambda f, m: queue.put(("progress", (f, m))),
+            lambda: False,
+        )
+        # The factorisation (a native solver object) cannot cross processes and editing does
+        # not need it: deform() only uses the (N,K) basis, the template and A.
+        basis.system = None
+        queue.put(("result", (mesh, ids, basis)))
+    except Exception as exc:
+        queue.put(("error", exc))
+
+
+def _prepare_in_process(mesh: Mesh, num_handles: int, handle_ids, progress, cancelled):
+    """:func:`_prepare` in a spawned process, so the GUI thread keeps the GIL; cancel kills it."""
+    import multiprocessing as mp
+    import queue as queue_module
+
+    from engine.laplacian import Cancelled
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=_child, args=(mesh, num_handles, handle_ids, queue), daemon=True)
+    progress(0.0, "Starting the precomputation process")
+    process.start()
+    try:
+        while True:
+            if cancelled():
+                raise Cancelled("cancelled")
+            try:
+                kind, payload = queue.get(timeout=0.05)
+            except queue_module.Empty:
+                if not process.is_alive():
+                    raise RuntimeError(
+                        f"the precomputation process ended unexpectedly (exit code "
+                        f"{process.exitcode})"
+                    ) from None
+                continue
+            if kind == "progress":
+                progress(*payload)
+            elif kind == "error":
+                raise payload
+            else:
+                return payload
+    finally:
+        if process.is_alive():
+            process.terminate()
+        process.join(5)
+
+
+def _prepare_off_thread(mesh_or_path, num_handles: int, handle_ids, progress, cancelled):
+    """Worker job: load the mesh here, then prepare in-thread (small) or in a process (large)."""
+    if isinstance(mesh_or_path, Mesh):
+        mesh = mesh_or_path
+    else:
+        progress(0.0, f"Reading {Path(mesh_or_path).name}")
+        mesh = load_mesh(mesh_or_path)
+    if len(mesh.vertices) > PROCESS_THRESHOLD:
+        return _prepare_in_process(mesh, num_handles, handle_ids, progress, cancelled)
+    return _prepare(mesh, num_handles, handle_ids, progress, cancelled)
+
+
 class MeshSession(QObject):
     """Everything the editor edits. Signals carry no data; read the properties.
 
@@ -280,7 +354,9 @@ class MeshSession(QObject):
         self.cancel()
         k = len(handle_ids) if handle_ids is not None else int(num_handles)
         worker = Worker(
-            lambda progress, cancelled: _prepare(mesh_or_path, k, handle_ids, progress, cancelled),
+            lambda progress, cancelled: _prepare_off_thread(
+                mesh_or_path, k, handle_ids, progress, cancelled
+            ),
             name="editing-basis",
         )
         self._worker = worker

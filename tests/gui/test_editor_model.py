@@ -144,3 +144,27 @@ def test_open_in_background_then_reinitialise(qtbot, demo):
     with qtbot.waitSignal(session.mesh_changed, timeout=30_000):
         session.set_num_handles(7)
     assert session.num_handles == 7 and not session.can_undo()
+
+
+def test_large_meshes_are_prepared_in_a_process_that_cancel_stops(qtbot, monkeypatch):
+    # The factorisation holds the GIL, so large meshes go to a child process; force that
+    # path on a small mesh.
+    import app.models.mesh_session as mesh_session
+
+    monkeypatch.setattr(mesh_session, "PROCESS_THRESHOLD", 0)
+    mesh = Mesh(*icosphere(2))
+    session = MeshSession()
+    with qtbot.waitSignal(session.mesh_changed, timeout=60_000):
+        session.open(mesh, num_handles=6)
+    reference = _ready_session(mesh, 6)
+    np.testing.assert_array_equal(session.handle_ids, reference.handle_ids)
+    session.set_offset([2], [0.1, 0.2, 0.0])
+    reference.set_offset([2], [0.1, 0.2, 0.0])
+    np.testing.assert_allclose(session.vertices, reference.vertices, rtol=0, atol=1e-12)
+
+    before = session.vertices.copy()
+    worker = session.open(mesh, num_handles=9)
+    with qtbot.waitSignal(worker.cancelled, timeout=30_000):
+        session.cancel()
+    assert not session.is_busy and session.num_handles == 6
+    np.testing.assert_array_equal(session.vertices, before)

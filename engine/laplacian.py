@@ -582,6 +582,13 @@ class EditingBasis:
         self._last_vertices = self.template.copy()
         self._updates = 0
 
+    def __getstate__(self) -> dict:
+        # The factorisation cannot be pickled and deform() does not need it: a basis sent to
+        # another process (e.g. built in a worker process) arrives with ``system = None``.
+        state = self.__dict__.copy()
+        state["system"] = None
+        return state
+
     @classmethod
     def from_deformer(cls, deformer: LaplacianDeformer) -> EditingBasis:
         """Basis of a (trained) :class:`LaplacianDeformer` at its current ``A``."""

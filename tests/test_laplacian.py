@@ -3,6 +3,7 @@ numpy solves of the normal equations, torch.autograd.gradcheck in float64."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -351,6 +352,10 @@ def test_editing_basis_matches_solve():
     np.testing.assert_allclose(basis.rest_handles, (A @ T).numpy(), atol=1e-14)
     with pytest.raises(ValueError, match="offsets must have shape"):
         basis.deform(np.zeros((9, 3)))
+    # Picklable for worker processes (without the factorisation, which deform does not use).
+    clone = pickle.loads(pickle.dumps(basis))
+    assert clone.system is None and basis.system is system
+    np.testing.assert_allclose(clone.deform(current * 2), basis.deform(current * 2), atol=1e-13)
 
 
 def test_editing_basis_from_deformer_and_builder_progress_cancel():

@@ -91,7 +91,7 @@ class LinkedViews(QWidget):
         self.render_all()
 
     def render_all(self) -> None:
-        """Redraw every shown view."""
+        """Schedule a redraw of every shown view."""
         for view in self.views:
             view.render()
 

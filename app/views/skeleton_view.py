@@ -69,16 +69,29 @@ class SkeletonView(QWidget):
         self._closed = False
         self._has_camera = False
         self._title = ""
+        self._title_actor = None
         self.set_title(title)
 
     # ---------------------------------------------------------------- content
-    def set_title(self, title: str) -> None:
-        """Show ``title`` in the upper-left corner of the view."""
+    def set_title(self, title: str, render: bool = False) -> None:
+        """Show ``title`` in the upper-left corner (drawn with the next render unless ``render``)."""
+        if title == self._title and self._title_actor is not None:
+            return
         self._title = title
-        self.plotter.add_text(
-            title, position="upper_left", font_size=10, color="black", name="title"
-        )
-        self.render()
+        if self._title_actor is None:
+            self._title_actor = self.plotter.add_text(
+                title,
+                position="upper_left",
+                font_size=10,
+                color="black",
+                name="title",
+                render=False,
+            )
+        else:
+            # Changing the text in place: re-adding the actor would render the view again.
+            self._title_actor.set_text("upper_left", title)
+        if render:
+            self.render()
 
     @property
     def title(self) -> str:
@@ -216,13 +229,23 @@ class SkeletonView(QWidget):
         self.render()
 
     def render(self) -> None:
-        """Redraw now (no-op once closed)."""
+        """Schedule a redraw (no-op once closed).
+
+        Asks Qt to repaint the widget; its paintGL renders the VTK scene once, however many
+        changes were made since. Calling the plotter's ``render()`` instead would draw twice
+        (once now, once more in paintGL), which a software-rendered window pays for.
+        """
+        if not self._closed:
+            QWidget.update(self.plotter)
+
+    def render_now(self) -> None:
+        """Render the VTK scene immediately (before reading pixels back)."""
         if not self._closed:
             self.plotter.render()
 
     def render_image(self) -> np.ndarray:
         """The view as an ``(H, W, 3)`` uint8 RGB image at the widget's current size."""
-        self.render()
+        self.render_now()
         return np.asarray(self.plotter.screenshot(None, return_img=True))[..., :3].copy()
 
     def screenshot(self, path: str | Path) -> Path:

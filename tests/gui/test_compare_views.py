@@ -32,7 +32,7 @@ def linked(qtbot):
     views.close_views()
 
 
-def test_linked_views_share_one_camera_and_rerender_on_interaction(linked):
+def test_linked_views_share_one_camera_and_rerender_on_interaction(linked, qtbot):
     for i, view in enumerate(linked.views):
         view.set_skeleton(_skeleton(0), EDGES, scalars=np.arange(P, dtype=float) if i else None)
     cams = [v.plotter.renderer.GetActiveCamera() for v in linked.views]
@@ -44,6 +44,7 @@ def test_linked_views_share_one_camera_and_rerender_on_interaction(linked):
     # A user drag in view 0 rotates the shared camera and fires InteractionEvent there.
     linked.views[0].plotter.camera.azimuth += 60
     linked.views[0].plotter.iren.interactor.InvokeEvent("InteractionEvent")
+    qtbot.waitUntil(lambda: len(renders) > 0, timeout=2_000)
     assert renders, "view 2 was not re-rendered when view 0 was interacted with"
     after = linked.views[2].render_image()
     assert np.abs(after.astype(int) - before.astype(int)).sum() > 0

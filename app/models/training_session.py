@@ -1,0 +1,394 @@
+"""Training session state: the data, the PRN trainer, its run thread, checkpoints and autosave.
+
+The session owns one :class:`engine.prn.training.Trainer` at a time. ``Trainer.run`` blocks, so
+it runs on a :class:`app.workers.Worker` thread; the trainer calls back from that thread after
+every step, and the session forwards at most ~10 events a second to the GUI thread through a
+queued signal (the curves read the full per-step history when they redraw, so no point is lost).
+Saving is safe at any time: ``Trainer.save_checkpoint`` takes the trainer's lock, so a checkpoint
+is a consistent snapshot between two steps, and the engine writes it atomically. Autosave is the
+trainer's own (every N steps and at the end of a run, never after a failure).
+
+The session is a QObject that never imports widgets; the Training workspace observes it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtCore import QObject, pyqtSignal, pyqtSlot
+
+from app.workers import Worker, format_exception
+from engine.errors import InputError
+
+# States of the session, a superset of Trainer.state: 'empty' before any data, 'ready' with data
+# and no trainer, 'loaded' after a checkpoint was opened (a trainer that can continue).
+BUSY_STATES = ("running", "paused")
+UPDATE_INTERVAL_S = 0.1
+
+
+def training_threads() -> int:
+    """Torch intra-op threads for work started from the GUI: half the cores, at least one.
+
+    The other half stays free for the GUI thread (rendering, event loop). It also avoids
+    OpenMP oversubscription: on a busy 2-core machine a tiny PRN step took ~20x longer with two
+    torch threads than with one (spinning threads waiting on each other).
+    """
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def limit_torch_threads() -> None:
+    """Apply :func:`training_threads` to torch (process-wide; call before starting work)."""
+    import torch
+
+    torch.set_num_threads(training_threads())
+
+
+@dataclass
+class Update:
+    """One throttled training update delivered on the GUI thread.
+
+    Attributes:
+        event: the latest ``TrainEvent`` when this update was sent.
+        metrics: the latest evaluation metrics seen so far in this run (or None).
+        preview: the latest ``(P, 3)`` normalised preview prediction seen so far (or None).
+    """
+
+    event: object
+    metrics: dict | None
+    preview: np.ndarray | None
+
+
+class TrainingSession(QObject):
+    """Data + trainer + run thread of the Training workspace.
+
+    Signals:
+        sequence_changed(object): a new ``KeypointSequence`` to train on / show.
+        state_changed(str): 'empty', 'ready', 'running', 'paused', 'stopped', 'finished',
+            'failed' or 'loaded'.
+        updated(object): an :class:`Update` (at most ~10 per second while training).
+        history_reset(): the loss history was replaced (new run or checkpoint loaded).
+        metrics_changed(object): the latest metrics dict.
+        checkpoint_saved(str): path of a checkpoint just written (manual or autosave).
+        checkpoint_loaded(object): the ``engine.prn.checkpoint.Checkpoint`` just opened.
+        failed(str): a one-line message (training diverged, data failed...).
+    """
+
+    sequence_changed = pyqtSignal(object)
+    state_changed = pyqtSignal(str)
+    updated = pyqtSignal(object)
+    history_reset = pyqtSignal()
+    metrics_changed = pyqtSignal(object)
+    checkpoint_saved = pyqtSignal(str)
+    checkpoint_loaded = pyqtSignal(object)
+    failed = pyqtSignal(str)
+
+    # Emitted on the training thread; connected to slots of this GUI-thread object, so Qt
+    # queues them onto the GUI thread.
+    _event_from_thread = pyqtSignal(object)
+    _saved_from_thread = pyqtSignal(str)
+
+    def __init__(self, parent: QObject | None = None, update_interval_s: float = UPDATE_INTERVAL_S):
+        super().__init__(parent)
+        from engine.prn.config import TrainConfig
+
+        self.config = TrainConfig()
+        self.sequence = None
+        self.data_spec = ""
+        self.trainer = None
+        self.checkpoint = None
+        self.metrics: dict = {}
+        self.autosave_path: Path | None = None
+        self.autosave_every = 0
+        self.update_interval_s = update_interval_s
+        self._state = "empty"
+        self._worker: Worker | None = None
+        self._last_emit = 0.0
+        self._latest_metrics: dict | None = None
+        self._latest_preview: np.ndarray | None = None
+        self._hooked = None  # the trainer our callback is registered with
+        self._event_from_thread.connect(self._deliver)
+        self._saved_from_thread.connect(self.checkpoint_saved)
+
+    # ---------------------------------------------------------------- state
+    @property
+    def state(self) -> str:
+        """The session state (see the class docstring)."""
+        return self._state
+
+    def _set_state(self, state: str) -> None:
+        if state != self._state:
+            self._state = state
+            self.state_changed.emit(state)
+
+    def is_busy(self) -> bool:
+        """True while a run thread exists (running or paused)."""
+        return self._worker is not None and self._worker.is_running()
+
+    # ---------------------------------------------------------------- data
+    def load_data(self, spec: str) -> object:
+        """Load a data set (``"synthetic:human..."`` or a .mat/.npz path) and make it current.
+
+        Raises:
+            InputError: the file or spec is unusable (the current data stays).
+            RuntimeError: a run is in progress.
+        """
+        from engine.data import load_dataset
+
+        if self.is_busy():
+            raise RuntimeError("stop the training run before changing the data")
+        sequence = load_dataset(spec)
+        self.set_sequence(sequence, spec)
+        return sequence
+
+    def set_sequence(self, sequence, spec: str) -> None:
+        """Make an already loaded ``KeypointSequence`` current (its source is ``spec``)."""
+        self.sequence = sequence
+        self.data_spec = spec
+        self.sequence_changed.emit(sequence)
+        if self.trainer is None:
+            self._set_state("ready")
+
+    # ---------------------------------------------------------------- run control
+    def start(self, config) -> None:
+        """Start a fresh run with ``config`` on the current data.
+
+        Raises:
+            InputError: the config is invalid (field named) or the data cannot be used.
+            RuntimeError: a run is already in progress, or there is no data.
+        """
+        from engine.prn.training import Trainer
+
+        if self.is_busy():
+            raise RuntimeError("a training run is already in progress")
+        if self.sequence is None:
+            raise RuntimeError("load a data set first")
+        config.validate()
+        if config.preview_frame >= self.sequence.num_frames:
+            raise InputError(
+                f"expected a frame index below {self.sequence.num_frames}, got {config.preview_frame}",
+                field="preview_frame",
+            )
+        trainer = Trainer(config, self.sequence)
+        self.config = config
+        self.trainer = trainer
+        self.checkpoint = None
+        self.metrics = {}
+        self.history_reset.emit()
+        self.metrics_changed.emit(self.metrics)
+        self._launch()
+
+    def set_autosave(self, path: str | Path | None, every: int) -> None:
+        """Autosave to ``path`` every ``every`` steps and at the end of each run (0/None: off).
+
+        Takes effect at once, also for a run in progress.
+        """
+        self.autosave_path = None if path is None or every <= 0 else Path(path)
+        self.autosave_every = int(every) if self.autosave_path is not None else 0
+        if self.trainer is not None:
+            self.trainer.autosave_path = self.autosave_path
+            self.trainer.autosave_every = self.autosave_every
+
+    def continue_training(self, iterations: int) -> None:
+        """Train the current (e.g. loaded or finished) trainer until step ``iterations``.
+
+        Raises:
+            RuntimeError: no trainer or a run in progress.
+            InputError: ``iterations`` is not above the current step.
+        """
+        if self.trainer is None or self.is_busy():
+            raise RuntimeError("nothing to continue")
+        if iterations <= self.trainer.step:
+            raise InputError(
+                f"expected more than the {self.trainer.step} steps already done, got {iterations}",
+                field="iterations",
+            )
+        self._launch(int(iterations))
+
+    def _launch(self, until_step: int | None = None) -> None:
+        trainer = self.trainer
+        trainer.autosave_path = self.autosave_path
+        trainer.autosave_every = self.autosave_every
+        self._last_emit = 0.0
+        self._latest_metrics = None
+        self._latest_preview = None
+        if self._hooked is not trainer:
+            trainer.add_callback(self._on_train_event)
+            self._hooked = trainer
+
+        def job(progress, cancelled):
+            return trainer.run(until_step)
+
+        limit_torch_threads()
+        worker = Worker(job, name="prn-training")
+        worker.finished.connect(self._on_run_finished)
+        worker.cancelled.connect(self._on_run_finished)
+        worker.error.connect(self._on_run_error)
+        self._worker = worker
+        self._set_state("running")
+        worker.start()
+
+    def pause(self) -> None:
+        """Pause the run after the current step (no-op unless running)."""
+        if self.trainer is not None and self._state == "running":
+            self.trainer.pause()
+            self._set_state("paused")
+
+    def resume(self) -> None:
+        """Resume a paused run."""
+        if self.trainer is not None and self._state == "paused":
+            self.trainer.resume()
+            self._set_state("running")
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current step (use :meth:`wait` to join it)."""
+        if self.trainer is not None and self.is_busy():
+            self.trainer.stop()
+
+    def wait(self, timeout_ms: int = 30_000) -> bool:
+        """Block until the run thread has ended; False on timeout."""
+        return self._worker is None or self._worker.wait(timeout_ms)
+
+    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        """Stop any run and join its thread (window close). True when nothing runs any more."""
+        self.stop()
+        return self.wait(timeout_ms)
+
+    # ---------------------------------------------------------------- training thread side
+    def _on_train_event(self, event) -> None:
+        """Trainer callback, on the TRAINING thread: keep the latest results, throttle emits."""
+        if event.metrics:
+            self._latest_metrics = dict(event.metrics)
+        if event.preview is not None:
+            self._latest_preview = event.preview
+        trainer = self.trainer
+        if trainer.autosave_path is not None and trainer.autosave_every > 0:
+            if event.step % trainer.autosave_every == 0:
+                self._saved_from_thread.emit(str(trainer.autosave_path))
+        now = time.monotonic()
+        last = event.step >= event.total_steps
+        if last or now - self._last_emit >= self.update_interval_s:
+            self._last_emit = now
+            self._event_from_thread.emit(Update(event, self._latest_metrics, self._latest_preview))
+
+    # ---------------------------------------------------------------- GUI thread side
+    @pyqtSlot(object)
+    def _deliver(self, update: Update) -> None:
+        if update.metrics and update.metrics != self.metrics:
+            self.metrics = dict(update.metrics)
+            self.metrics_changed.emit(self.metrics)
+        self.updated.emit(update)
+
+    def _on_run_finished(self, _result=None) -> None:
+        trainer = self.trainer
+        self._worker = None
+        state = getattr(trainer, "state", "finished")
+        final = getattr(trainer, "metrics", None)
+        if isinstance(_result, dict) and _result:
+            final = _result
+        if final:
+            self.metrics = {k: float(v) for k, v in final.items() if isinstance(v, (int, float))}
+            self.metrics_changed.emit(self.metrics)
+        if state != "failed" and trainer.autosave_path is not None and trainer.autosave_every > 0:
+            self.checkpoint_saved.emit(str(trainer.autosave_path))  # the end-of-run autosave
+        if state == "failed":
+            self._set_state("failed")
+            self.failed.emit(getattr(trainer, "error", None) or "training failed")
+        else:
+            self._set_state("finished" if state == "finished" else "stopped")
+
+    def _on_run_error(self, exc: BaseException) -> None:
+        self._worker = None
+        self._set_state("failed")
+        self.failed.emit(format_exception(exc))
+
+    # ---------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write the trainer's state to ``path`` (atomic; safe while training runs: the trainer
+        saves between two steps).
+
+        Raises:
+            RuntimeError: nothing to save.
+            CheckpointError / OSError: the engine refused or the file could not be written.
+        """
+        path = Path(path)
+        if self.trainer is None:
+            raise RuntimeError("nothing to save: train or load a checkpoint first")
+        self.trainer.save_checkpoint(path)
+        self.checkpoint_saved.emit(str(path))
+        return path
+
+    def load_checkpoint(self, path: str | Path):
+        """Open a checkpoint: its trainer (to continue or predict), config, metrics and history.
+
+        The training data is reloaded from the checkpoint's config when the current data is a
+        different set; when that source is not available here the current data is kept if it
+        has the same number of points.
+
+        Raises:
+            CheckpointError: foreign, damaged or incompatible file (nothing changes).
+            InputError: the checkpoint's data cannot be loaded and no compatible data is current.
+            RuntimeError: a run is in progress.
+        """
+        from engine.data import load_dataset
+        from engine.errors import CheckpointError
+        from engine.prn.checkpoint import load_checkpoint
+        from engine.prn.training import Trainer
+
+        if self.is_busy():
+            raise RuntimeError("stop the training run before loading a checkpoint")
+        checkpoint = load_checkpoint(path)
+        sequence, spec = self.sequence, self.data_spec
+        if spec != checkpoint.config.data or sequence is None:
+            try:
+                sequence, spec = load_dataset(checkpoint.config.data), checkpoint.config.data
+            except InputError:
+                if sequence is None or sequence.num_points != checkpoint.num_points:
+                    raise
+        if sequence.num_points != checkpoint.num_points:
+            raise CheckpointError(
+                f"made for {checkpoint.num_points} points, the current data has {sequence.num_points}",
+                path=path,
+                field="num_points",
+            )
+        trainer = Trainer.from_checkpoint(path, sequence=sequence)
+        if sequence is not self.sequence:
+            self.set_sequence(sequence, spec)
+        self.trainer = trainer
+        self.checkpoint = checkpoint
+        self.config = checkpoint.config
+        self.metrics = dict(checkpoint.metrics)
+        self.history_reset.emit()
+        self.metrics_changed.emit(self.metrics)
+        self.checkpoint_loaded.emit(checkpoint)
+        self._set_state("loaded")
+        return checkpoint
+
+    # ---------------------------------------------------------------- results
+    def history(self) -> tuple[list[int], list[dict]]:
+        """``(steps, loss dicts)`` of every step done so far (thread-safe snapshot)."""
+        if self.trainer is None:
+            return [], []
+        entries = list(self.trainer.history)
+        return _history_steps(entries), entries
+
+    def predict(self) -> np.ndarray:
+        """``(F, P, 3)`` reconstruction of the whole current sequence (input frame and units).
+
+        Raises:
+            RuntimeError: no trainer, or a run is busy (the model is changing).
+        """
+        if self.trainer is None:
+            raise RuntimeError("no trained network: train or load a checkpoint first")
+        if self._state == "running":
+            raise RuntimeError("pause or stop training before reconstructing the sequence")
+        seq = self.sequence
+        return np.asarray(self.trainer.predict(seq.points2d, seq.visibility))
+
+
+def _history_steps(entries: list[dict]) -> list[int]:
+    """Step number of each history entry: its own ``step`` key when present, else 1-based index."""
+    return [int(e.get("step", i + 1)) for i, e in enumerate(entries)]

@@ -1,0 +1,776 @@
+"""The Training workspace: choose data, set PRN hyper-parameters, train and watch, save and load.
+
+Left: a scrollable control panel (data set, validated hyper-parameter form, Start / Pause /
+Resume / Stop, progress with time remaining, autosave, checkpoint metadata). Right: the 2D input
+of the current frame beside the 3D reconstruction, a frame bar (play/pause, speed, depth-sign
+toggle) and the live loss curves (log scale).
+
+State lives in :class:`app.models.training_session.TrainingSession`; training runs on its worker
+thread and this widget only redraws on the session's throttled updates (~10 per second), so the
+window stays responsive while it trains. While a run is in progress the 3D view shows the live
+prediction of the configured preview frame; otherwise it shows the trained network's
+reconstruction of the frame under the slider (or the ground truth when nothing is trained).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtCore import QEvent, QObject, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QAction
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import dialogs
+from app.models.training_session import TrainingSession, Update
+from app.views.plots import LossCurves, Points2DPlot
+from app.views.skeleton_view import SkeletonView
+from engine.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_CHECKPOINT = REPO_ROOT / "assets" / "demo_prn.pt"
+DATA_FILE_FILTER = "Keypoint sequences (*.mat *.npz);;All files (*)"
+CHECKPOINT_FILTER = "PRN checkpoints (*.pt);;All files (*)"
+#: Built-in data sets offered in the data panel: (label, load_dataset spec).
+BUILTIN_DATASETS = [
+    ("Synthetic human (default training set)", "synthetic:human"),
+    ("Synthetic human, small (2,000 frames)", "synthetic:human?frames=2000"),
+]
+PLAY_FPS = 25.0
+CURVES_INTERVAL_S = 0.3
+SPEEDS = [("0.25x", 0.25), ("0.5x", 0.5), ("1x", 1.0), ("2x", 2.0), ("4x", 4.0)]
+
+# Form rows: (TrainConfig field, label, kind). The data set comes from the data panel.
+FORM_FIELDS = [
+    ("iterations", "Iterations", int),
+    ("lam", "Lambda (g weight)", float),
+    ("hidden", "Hidden width", int),
+    ("batch_size", "Batch size", int),
+    ("group_size", "Group size", int),
+    ("lr", "Learning rate", float),
+    ("weight_decay", "Weight decay", float),
+    ("lr_decay", "LR decay factor", float),
+    ("lr_step", "LR decay every", int),
+    ("missing_ratio", "Missing ratio", float),
+    ("seed", "Seed", int),
+    ("eval_every", "Evaluate every", int),
+    ("preview_frame", "Preview frame", int),
+    ("device", "Device", str),
+]
+
+
+def default_edges(sequence) -> np.ndarray | None:
+    """Bones to draw: the data's own edges, or the Human3.6M skeleton for 17-point synthetic data."""
+    if sequence.edges is not None:
+        return np.asarray(sequence.edges)
+    source = str(sequence.description.get("source", sequence.description.get("kind", "")))
+    if sequence.num_points == 17 and "synthetic" in source:
+        from engine.data.synthetic import H36M_EDGES
+
+        return np.asarray(H36M_EDGES)
+    return None
+
+
+def sequence_summary(sequence) -> str:
+    """One-paragraph description of a sequence for the data panel."""
+    gt = "yes" if sequence.points3d is not None else "no"
+    return (
+        f"{sequence.num_frames:,} frames, {sequence.num_points} points, "
+        f"{100.0 * sequence.missing_ratio:.1f}% missing, 3D ground truth: {gt}"
+    )
+
+
+def checkpoint_summary(checkpoint) -> str:
+    """The metadata of a loaded checkpoint as readable text (config, data, metrics, date)."""
+    lines = [
+        f"File: {checkpoint.path}",
+        f"Created: {checkpoint.created}",
+        f"Steps trained: {checkpoint.step}",
+        f"Points: {checkpoint.num_points}",
+        "Metrics: "
+        + (", ".join(f"{k} = {v:.6g}" for k, v in checkpoint.metrics.items()) or "none"),
+        "Data: "
+        + json.dumps(
+            {k: v for k, v in checkpoint.data_description.items() if k not in ("edges", "names")}
+        ),
+        "Config: "
+        + ", ".join(f"{k} = {v}" for k, v in dataclasses.asdict(checkpoint.config).items()),
+    ]
+    return "\n".join(lines)
+
+
+class DataPanel(QGroupBox):
+    """Choose a built-in synthetic set or a .mat/.npz file; shows what was loaded.
+
+    Signals:
+        requested(str): the user asked for this ``load_dataset`` spec.
+    """
+
+    requested = pyqtSignal(str)
+
+    def __init__(self, parent: QWidget | None = None, datasets=BUILTIN_DATASETS) -> None:
+        super().__init__("Data", parent)
+        self.combo = QComboBox()
+        for label, spec in datasets:
+            self.combo.addItem(label, spec)
+        self.load_button = QPushButton("Load")
+        self.file_button = QPushButton("Open file…")
+        self.info = QLabel("No data loaded.")
+        self.info.setWordWrap(True)
+        layout = QGridLayout(self)
+        layout.addWidget(self.combo, 0, 0, 1, 2)
+        layout.addWidget(self.load_button, 1, 0)
+        layout.addWidget(self.file_button, 1, 1)
+        layout.addWidget(self.info, 2, 0, 1, 2)
+        self.load_button.clicked.connect(lambda: self.requested.emit(self.combo.currentData()))
+        self.file_button.clicked.connect(self._choose_file)
+
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open keypoint sequence", "", DATA_FILE_FILTER)
+        if path:
+            self.requested.emit(path)
+
+    def show_sequence(self, sequence, spec: str) -> None:
+        """Describe the loaded ``sequence`` (and select/add ``spec`` in the combo)."""
+        index = self.combo.findData(spec)
+        if index < 0:
+            self.combo.addItem(Path(spec).name if Path(spec).suffix else spec, spec)
+            index = self.combo.count() - 1
+        self.combo.setCurrentIndex(index)
+        self.info.setText(sequence_summary(sequence))
+
+
+class FrameBar(QWidget):
+    """Frame slider with play/pause, playback speed and a depth-sign toggle.
+
+    Signals:
+        frame_changed(int): the slider moved (by the user or by playback).
+        flip_changed(bool): the depth-sign toggle changed.
+    """
+
+    frame_changed = pyqtSignal(int)
+    flip_changed = pyqtSignal(bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.play_button = QPushButton("Play")
+        self.play_button.setCheckable(True)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 0)
+        self.label = QLabel("frame 0 / 0")
+        self.speed = QComboBox()
+        for text, factor in SPEEDS:
+            self.speed.addItem(text, factor)
+        self.speed.setCurrentIndex(2)
+        self.flip = QCheckBox("Flip depth")
+        self.flip.setToolTip("Mirror the reconstruction in depth (orthographic 2D cannot tell)")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        for w in (self.play_button, self.slider, self.label, self.speed, self.flip):
+            layout.addWidget(w, 1 if w is self.slider else 0)
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self._advance)
+        self.play_button.toggled.connect(self.set_playing)
+        self.speed.currentIndexChanged.connect(self._update_interval)
+        self.slider.valueChanged.connect(self._on_value)
+        self.flip.toggled.connect(self.flip_changed)
+        self._update_interval()
+
+    def set_count(self, count: int) -> None:
+        """Frames available (the slider spans 0..count-1)."""
+        self.slider.setRange(0, max(count - 1, 0))
+        self._on_value(self.slider.value(), emit=False)
+
+    def set_frame(self, frame: int) -> None:
+        """Move the slider (emits frame_changed when the frame changes)."""
+        self.slider.setValue(int(frame))
+
+    @property
+    def frame(self) -> int:
+        """The current frame index."""
+        return self.slider.value()
+
+    def set_playing(self, playing: bool) -> None:
+        """Start or stop playback."""
+        if self.play_button.isChecked() != playing:
+            self.play_button.setChecked(playing)
+            return
+        self.play_button.setText("Pause" if playing else "Play")
+        if playing:
+            self.timer.start()
+        else:
+            self.timer.stop()
+
+    def _update_interval(self) -> None:
+        factor = float(self.speed.currentData())
+        self.timer.setInterval(max(int(1000.0 / (PLAY_FPS * factor)), 10))
+
+    def _advance(self) -> None:
+        if self.slider.maximum() == 0:
+            return
+        nxt = self.slider.value() + 1
+        self.slider.setValue(0 if nxt > self.slider.maximum() else nxt)
+
+    def _on_value(self, value: int, emit: bool = True) -> None:
+        self.label.setText(f"frame {value} / {self.slider.maximum()}")
+        if emit:
+            self.frame_changed.emit(value)
+
+
+class TrainingWorkspace(QWidget):
+    """Train a PRN and watch it: see the module docstring. ``window`` may be None (tests)."""
+
+    title = "Training"
+
+    def __init__(self, window=None) -> None:
+        super().__init__(window)
+        self.window_ = window
+        self.session = TrainingSession(self)
+        self._demo_tried = False
+        self._history_shown = 0
+        self._view_mode = ""
+        self._preview: np.ndarray | None = None
+        self._preview_source = None
+        self._curves_drawn_at = 0.0
+        self._edges: np.ndarray | None = None
+        self._build()
+        self._connect()
+        self._fill_form(self.session.config)
+        self._update_buttons()
+        if window is not None:
+            # Sees the window's Close before MainWindow.closeEvent, so a run can be stopped
+            # (or the close refused) before the window tears anything down.
+            window.installEventFilter(self)
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        self.data_panel = DataPanel()
+
+        form_box = QGroupBox("Hyper-parameters")
+        form = QFormLayout(form_box)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
+        self.fields: dict[str, QLineEdit] = {}
+        self.field_errors: dict[str, QLabel] = {}
+        for name, label, _kind in FORM_FIELDS:
+            edit = QLineEdit()
+            edit.setObjectName(f"field_{name}")
+            if name == "device":
+                edit.setPlaceholderText("auto (cpu / cuda)")
+            error = QLabel()
+            error.setStyleSheet("color: #c0392b;")
+            error.setWordWrap(True)
+            error.hide()
+            form.addRow(label, edit)
+            form.addRow("", error)
+            edit.editingFinished.connect(self._validate_form)
+            self.fields[name] = edit
+            self.field_errors[name] = error
+
+        run_box = QGroupBox("Run")
+        self.start_button = QPushButton("Start")
+        self.pause_button = QPushButton("Pause")
+        self.resume_button = QPushButton("Resume")
+        self.stop_button = QPushButton("Stop")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        self.eta_label = QLabel("Not started.")
+        self.metrics_label = QLabel("Metrics: —")
+        self.metrics_label.setWordWrap(True)
+        run = QGridLayout(run_box)
+        run.addWidget(self.start_button, 0, 0)
+        run.addWidget(self.pause_button, 0, 1)
+        run.addWidget(self.resume_button, 1, 0)
+        run.addWidget(self.stop_button, 1, 1)
+        run.addWidget(self.progress_bar, 2, 0, 1, 2)
+        run.addWidget(self.eta_label, 3, 0, 1, 2)
+        run.addWidget(self.metrics_label, 4, 0, 1, 2)
+
+        save_box = QGroupBox("Autosave")
+        self.autosave_check = QCheckBox("Autosave every")
+        self.autosave_every = QSpinBox()
+        self.autosave_every.setRange(1, 10_000_000)
+        self.autosave_every.setValue(500)
+        self.autosave_every.setSuffix(" steps")
+        self.autosave_path = QLineEdit(str(Path.cwd() / "autosave_prn.pt"))
+        browse = QPushButton("…")
+        browse.setFixedWidth(28)
+        browse.clicked.connect(self._choose_autosave_path)
+        autosave = QGridLayout(save_box)
+        autosave.addWidget(self.autosave_check, 0, 0)
+        autosave.addWidget(self.autosave_every, 0, 1)
+        autosave.addWidget(self.autosave_path, 1, 0)
+        autosave.addWidget(browse, 1, 1)
+
+        ckpt_box = QGroupBox("Checkpoint")
+        self.checkpoint_info = QPlainTextEdit()
+        self.checkpoint_info.setReadOnly(True)
+        self.checkpoint_info.setPlaceholderText(
+            "Load a checkpoint (File menu) to see its metadata."
+        )
+        self.checkpoint_info.setMinimumHeight(90)
+        QVBoxLayout(ckpt_box).addWidget(self.checkpoint_info)
+
+        panel = QWidget()
+        panel_layout = QVBoxLayout(panel)
+        for box in (self.data_panel, run_box, form_box, save_box, ckpt_box):
+            panel_layout.addWidget(box)
+        panel_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(panel)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(panel.sizeHint().width() + 20)
+
+        self.points2d = Points2DPlot(title="2D input")
+        self.view3d = SkeletonView(title="3D reconstruction")
+        views = QSplitter(Qt.Orientation.Horizontal)
+        views.addWidget(self.points2d)
+        views.addWidget(self.view3d)
+        views.setSizes([300, 400])
+        self.frame_bar = FrameBar()
+        self.loss_curves = LossCurves()
+        top = QWidget()
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.addWidget(views, 1)
+        top_layout.addWidget(self.frame_bar)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(top)
+        right.addWidget(self.loss_curves)
+        right.setSizes([330, 170])
+
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(scroll)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        layout.addWidget(splitter)
+
+        self.save_action = QAction("Save PRN checkpoint…", self)
+        self.load_action = QAction("Load PRN checkpoint…", self)
+
+    def _connect(self) -> None:
+        s = self.session
+        self.data_panel.requested.connect(self.load_data)
+        self.start_button.clicked.connect(self.start_training)
+        self.pause_button.clicked.connect(s.pause)
+        self.resume_button.clicked.connect(self.resume_training)
+        self.stop_button.clicked.connect(s.stop)
+        self.autosave_check.toggled.connect(self._apply_autosave)
+        self.autosave_every.valueChanged.connect(self._apply_autosave)
+        self.autosave_path.editingFinished.connect(self._apply_autosave)
+        self.frame_bar.frame_changed.connect(self._show_frame)
+        self.frame_bar.flip_changed.connect(lambda _: self._show_frame(self.frame_bar.frame))
+        self.save_action.triggered.connect(self._save_dialog)
+        self.load_action.triggered.connect(self._load_dialog)
+        s.sequence_changed.connect(self._on_sequence)
+        s.state_changed.connect(self._on_state)
+        s.updated.connect(self._on_update)
+        s.history_reset.connect(self._reset_history)
+        s.metrics_changed.connect(self._show_metrics)
+        s.checkpoint_loaded.connect(self._on_checkpoint_loaded)
+        s.checkpoint_saved.connect(lambda p: self._status(f"Checkpoint saved: {p}"))
+        s.failed.connect(lambda msg: self._error("Training failed", msg))
+
+    # ------------------------------------------------------------------ main-window hooks
+    def file_actions(self) -> list[QAction]:
+        """File menu entries: Save / Load PRN checkpoint."""
+        return [self.save_action, self.load_action]
+
+    def open_checkpoint(self, path: str) -> bool:
+        """Load a checkpoint (``main.py --checkpoint``, File > Load); errors become a dialog."""
+        self._demo_tried = True  # an explicit checkpoint replaces the demo
+        try:
+            self.session.load_checkpoint(path)
+        except (InputError, OSError, RuntimeError) as exc:
+            self._error("Cannot load checkpoint", exc)
+            return False
+        if self.window_ is not None and hasattr(self.window_, "add_recent_file"):
+            self.window_.add_recent_file(path)
+        return True
+
+    def shutdown(self) -> None:
+        """Stop playback and any run (joining its thread), then release the 3D view."""
+        self.frame_bar.set_playing(False)
+        self.session.shutdown()
+        self.view3d.close_view()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        """Ask before the window closes during a run; stop and join the run if it may close."""
+        if obj is self.window_ and event.type() == QEvent.Type.Close and self.session.is_busy():
+            answer = QMessageBox.question(
+                self.window_,
+                "Training in progress",
+                "A PRN is training. Stop it and close the window?\n"
+                "(Autosaved checkpoints are kept; unsaved progress is lost.)",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return True
+            self.session.shutdown()
+        return super().eventFilter(obj, event)
+
+    def showEvent(self, event) -> None:
+        """Open the demo checkpoint the first time the tab is shown (keeps start-up fast)."""
+        super().showEvent(event)
+        if not self._demo_tried:
+            self._demo_tried = True
+            QTimer.singleShot(0, self.open_demo)
+
+    def open_demo(self) -> bool:
+        """Load assets/demo_prn.pt (when it exists and nothing else is loaded) and play it."""
+        if not DEMO_CHECKPOINT.is_file() or self.session.trainer is not None:
+            return False
+        try:
+            self.session.load_checkpoint(DEMO_CHECKPOINT)
+        except (InputError, OSError, RuntimeError) as exc:
+            self._status(f"Demo checkpoint not loaded: {dialogs.error_text(exc)}")
+            return False
+        self.frame_bar.set_playing(True)
+        return True
+
+    # ------------------------------------------------------------------ data
+    def load_data(self, spec: str) -> bool:
+        """Load a data set by spec or path; errors become a dialog and the current data stays."""
+        try:
+            self.session.load_data(spec)
+        except (InputError, OSError, RuntimeError) as exc:
+            self._error("Cannot load data", exc)
+            return False
+        return True
+
+    def _on_sequence(self, sequence) -> None:
+        self._edges = default_edges(sequence)
+        self.data_panel.show_sequence(sequence, self.session.data_spec)
+        self.frame_bar.set_count(sequence.num_frames)
+        self._view_mode = ""
+        self._show_frame(min(self.frame_bar.frame, sequence.num_frames - 1))
+        self.points2d.set_frame(
+            sequence.points2d[self.frame_bar.frame],
+            self._edges,
+            None if sequence.visibility is None else sequence.visibility[self.frame_bar.frame],
+            autorange=True,
+        )
+        if self.window_ is not None and hasattr(self.window_, "set_counts_text"):
+            self.window_.set_counts_text(sequence_summary(sequence))
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ form
+    def _fill_form(self, config) -> None:
+        for name, _label, _kind in FORM_FIELDS:
+            value = getattr(config, name)
+            self.fields[name].setText("" if value is None else str(value))
+        self._clear_errors()
+
+    def _clear_errors(self) -> None:
+        for name, label in self.field_errors.items():
+            label.hide()
+            label.clear()
+            self.fields[name].setStyleSheet("")
+
+    def _mark_error(self, field: str | None, message: str) -> None:
+        name = (field or "").split(".")[-1]
+        if name in self.field_errors:
+            self.field_errors[name].setText(message)
+            self.field_errors[name].show()
+            self.fields[name].setStyleSheet("border: 1px solid #c0392b;")
+
+    def read_config(self):
+        """The form as a validated ``TrainConfig`` (data = the loaded data set's spec).
+
+        Raises:
+            InputError: naming the field that is malformed or out of range.
+        """
+        from engine.prn.config import TrainConfig
+
+        values: dict = {"data": self.session.data_spec or TrainConfig().data}
+        for name, _label, kind in FORM_FIELDS:
+            text = self.fields[name].text().strip()
+            if kind is str:
+                values[name] = text or None
+                continue
+            try:
+                values[name] = int(text) if kind is int else float(text)
+            except ValueError:
+                expected = "an integer" if kind is int else "a number"
+                raise InputError(f"expected {expected}, got {text!r}", field=name) from None
+        config = TrainConfig(**values)
+        config.validate()
+        return config
+
+    def _validate_form(self) -> bool:
+        self._clear_errors()
+        try:
+            self.read_config()
+        except InputError as exc:
+            self._mark_error(exc.field, exc.problem)
+            return False
+        return True
+
+    # ------------------------------------------------------------------ run control
+    def start_training(self) -> bool:
+        """Start a fresh run from the form; invalid fields are marked and reported."""
+        self._clear_errors()
+        try:
+            config = self.read_config()
+            self._apply_autosave()
+            self.session.start(config)
+        except InputError as exc:
+            self._mark_error(exc.field, exc.problem)
+            self._error("Cannot start training", exc)
+            return False
+        except RuntimeError as exc:
+            self._error("Cannot start training", exc)
+            return False
+        self.frame_bar.set_playing(False)
+        self.frame_bar.set_frame(config.preview_frame)
+        return True
+
+    def resume_training(self) -> None:
+        """Resume a paused run, or continue a stopped/loaded one up to the form's iterations."""
+        if self.session.state == "paused":
+            self.session.resume()
+            return
+        self._clear_errors()
+        try:
+            iterations = int(self.fields["iterations"].text())
+            self._apply_autosave()
+            self.session.continue_training(iterations)
+        except ValueError:
+            self._mark_error("iterations", "expected an integer")
+        except InputError as exc:
+            self._mark_error(exc.field, exc.problem)
+            self._error("Cannot continue training", exc)
+        except RuntimeError as exc:
+            self._error("Cannot continue training", exc)
+
+    def _apply_autosave(self) -> None:
+        on = self.autosave_check.isChecked() and bool(self.autosave_path.text().strip())
+        self.session.set_autosave(
+            self.autosave_path.text().strip() if on else None, self.autosave_every.value()
+        )
+
+    def _choose_autosave_path(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Autosave checkpoint to", self.autosave_path.text(), CHECKPOINT_FILTER
+        )
+        if path:
+            self.autosave_path.setText(path)
+            self._apply_autosave()
+
+    def _on_state(self, state: str) -> None:
+        self._update_buttons()
+        if state in ("stopped", "finished", "failed"):
+            self.eta_label.setText(
+                f"{state.capitalize()} at step {self.session.trainer.step}."
+                if self.session.trainer is not None
+                else state.capitalize()
+            )
+            self._redraw_curves()
+            self._show_frame(self.frame_bar.frame)
+        elif state == "paused":
+            self.eta_label.setText(f"Paused at step {self.session.trainer.step}.")
+            self._show_frame(self.frame_bar.frame)
+
+    def _update_buttons(self) -> None:
+        state = self.session.state
+        busy = state in ("running", "paused")
+        has_data = self.session.sequence is not None
+        self.start_button.setEnabled(has_data and not busy)
+        self.pause_button.setEnabled(state == "running")
+        self.resume_button.setEnabled(
+            state == "paused"
+            or (self.session.trainer is not None and state in ("stopped", "finished", "loaded"))
+        )
+        self.stop_button.setEnabled(busy)
+        self.data_panel.setEnabled(not busy)
+        self.load_action.setEnabled(not busy)
+        self.save_action.setEnabled(self.session.trainer is not None)
+        running = state == "running"
+        self.frame_bar.slider.setEnabled(not running)
+        self.frame_bar.play_button.setEnabled(not running)
+
+    # ------------------------------------------------------------------ live updates
+    def _on_update(self, update: Update) -> None:
+        event = update.event
+        self.progress_bar.setValue(round(1000 * event.step / max(event.total_steps, 1)))
+        self.eta_label.setText(
+            f"Step {event.step:,} / {event.total_steps:,} · {event.elapsed_s:.1f} s elapsed · "
+            f"{_duration(event.eta_s)} left"
+        )
+        self._redraw_curves(throttle=True)
+        # Previews come every few steps; redraw the 3D view only for a new one.
+        if (
+            update.preview is not None
+            and update.preview is not self._preview_source
+            and self.session.state == "running"
+        ):
+            self._preview_source = update.preview
+            self._preview = np.asarray(update.preview, dtype=np.float64)
+            self._draw_3d(
+                self._preview,
+                "live",
+                f"Live prediction · frame {self.session.config.preview_frame} · step {event.step}",
+            )
+        if self.window_ is not None and hasattr(self.window_, "mark_updated"):
+            self.window_.mark_updated()
+
+    def _reset_history(self) -> None:
+        self.loss_curves.clear_history()
+        self._history_shown = 0
+        self._redraw_curves()
+
+    def _redraw_curves(self, throttle: bool = False) -> None:
+        trainer = self.session.trainer
+        if trainer is None:
+            return
+        now = time.monotonic()
+        # Redrawing the log axes is the most expensive part of an update in a software-rendered
+        # window: while training, the curves refresh a few times a second, not on every update.
+        if throttle and now - self._curves_drawn_at < CURVES_INTERVAL_S:
+            return
+        self._curves_drawn_at = now
+        entries = trainer.history[self._history_shown :]
+        if entries:
+            start = self._history_shown
+            self.loss_curves.append(list(range(start + 1, start + 1 + len(entries))), entries)
+            self._history_shown += len(entries)
+            self.loss_curves.redraw()
+        if self.session.state not in ("running", "paused"):
+            step, total = trainer.step, max(trainer.config.iterations, trainer.step, 1)
+            self.progress_bar.setValue(round(1000 * step / total))
+
+    def _show_metrics(self, metrics: dict) -> None:
+        if not metrics:
+            self.metrics_label.setText("Metrics: —")
+            return
+        parts = []
+        if "e3d" in metrics:
+            parts.append(f"e3D {metrics['e3d']:.4f}")
+        if "mpjpe" in metrics:
+            parts.append(f"MPJPE {metrics['mpjpe']:.4g}")
+        parts += [f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("e3d", "mpjpe")]
+        self.metrics_label.setText("Metrics: " + " · ".join(parts))
+
+    def _on_checkpoint_loaded(self, checkpoint) -> None:
+        self._fill_form(checkpoint.config)
+        self.checkpoint_info.setPlainText(checkpoint_summary(checkpoint))
+        self.eta_label.setText(f"Loaded checkpoint at step {checkpoint.step}.")
+        self._view_mode = ""
+        self._redraw_curves()
+        self._show_frame(self.frame_bar.frame)
+        self._status(f"Loaded checkpoint {checkpoint.path} (step {checkpoint.step})")
+
+    # ------------------------------------------------------------------ frames
+    def _show_frame(self, frame: int) -> None:
+        seq = self.session.sequence
+        if seq is None:
+            return
+        frame = int(min(max(frame, 0), seq.num_frames - 1))
+        vis = None if seq.visibility is None else seq.visibility[frame]
+        self.points2d.set_frame(seq.points2d[frame], self._edges, vis)
+        state = self.session.state
+        if state == "running":
+            if self._preview is not None:
+                self._draw_3d(self._preview, "live", "Live prediction")
+            return
+        if self.session.trainer is not None:
+            try:
+                points = self.session.trainer.predict(
+                    seq.points2d[frame : frame + 1], None if vis is None else vis[None]
+                )[0]
+            except InputError as exc:
+                self._status(dialogs.error_text(exc))
+                return
+            self._draw_3d(points, "prediction", f"PRN reconstruction · frame {frame}")
+        elif seq.points3d is not None:
+            self._draw_3d(seq.points3d[frame], "truth", f"Ground truth · frame {frame}")
+        else:
+            self.view3d.clear()
+
+    def _draw_3d(self, points: np.ndarray, mode: str, title: str) -> None:
+        """Draw one frame centred at the origin, mirrored in depth when the toggle is on."""
+        points = np.asarray(points, dtype=np.float64)
+        points = points - points.mean(axis=0)
+        if self.frame_bar.flip.isChecked():
+            points = points * np.array([1.0, 1.0, -1.0])
+        reset = mode != self._view_mode
+        self._view_mode = mode
+        self.view3d.set_title(title)
+        self.view3d.set_skeleton(points, self._edges, reset_camera=reset)
+
+    # ------------------------------------------------------------------ files
+    def _save_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save PRN checkpoint", "prn.pt", CHECKPOINT_FILTER
+        )
+        if path:
+            self.save_checkpoint(path)
+
+    def save_checkpoint(self, path: str) -> bool:
+        """Save the current trainer (also during a run); errors become a dialog."""
+        try:
+            self.session.save_checkpoint(path)
+        except (InputError, OSError, RuntimeError) as exc:
+            self._error("Cannot save checkpoint", exc)
+            return False
+        if self.window_ is not None and hasattr(self.window_, "add_recent_file"):
+            self.window_.add_recent_file(path)
+        return True
+
+    def _load_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load PRN checkpoint", "", CHECKPOINT_FILTER)
+        if path:
+            self.open_checkpoint(path)
+
+    # ------------------------------------------------------------------ helpers
+    def _error(self, title: str, exc) -> None:
+        if self.window_ is not None and hasattr(self.window_, "show_error"):
+            self.window_.show_error(title, exc)
+        else:
+            dialogs.show_error(self, title, exc)
+
+    def _status(self, text: str) -> None:
+        if self.window_ is not None and hasattr(self.window_, "statusBar"):
+            self.window_.statusBar().showMessage(text, 5000)
+
+
+def _duration(seconds: float) -> str:
+    """``"1 min 05 s"`` style for the time-remaining label."""
+    if not np.isfinite(seconds):
+        return "?"
+    seconds = max(round(seconds), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

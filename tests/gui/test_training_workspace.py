@@ -1,0 +1,251 @@
+"""The Training workspace in the real main window: a short PRN run driven through the panel.
+
+Tiny settings throughout (synthetic set of a few hundred frames, hidden width 32, batch 32) so
+the whole file runs in well under a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtWidgets import QMessageBox
+
+from app import dialogs
+
+TINY_DATA = "synthetic:human?frames=256&seed=3"
+TINY_FORM = {
+    "hidden": "32",
+    "batch_size": "32",
+    "group_size": "16",
+    "lr": "0.001",
+    "eval_every": "25",
+    "preview_frame": "5",
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_demo(monkeypatch, tmp_path):
+    """Tests load their own data; the shipped demo checkpoint must not interfere."""
+    import app.workspaces.compare as compare
+    import app.workspaces.training as training
+
+    missing = tmp_path / "no_demo.pt"
+    monkeypatch.setattr(training, "DEMO_CHECKPOINT", missing)
+    monkeypatch.setattr(compare, "DEMO_CHECKPOINT", missing)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Collects error dialogs instead of blocking on them."""
+    shown: list[str] = []
+    monkeypatch.setattr(
+        dialogs, "show_error", lambda parent, title, exc: shown.append(f"{title}: {exc}")
+    )
+    return shown
+
+
+@pytest.fixture(autouse=True)
+def _close_answers_yes(monkeypatch):
+    """pytest-qt closes the window at teardown, maybe while a run (of a failed test) goes on:
+    answer the "stop training?" question instead of blocking on it."""
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+
+
+@pytest.fixture
+def workspace(main_window, qtbot):
+    ws = main_window.workspace("Training")
+    main_window.show_workspace(ws)
+    qtbot.waitExposed(ws)
+    assert ws.load_data(TINY_DATA)
+    return ws
+
+
+def fill(ws, **values) -> None:
+    for name, text in {**TINY_FORM, **values}.items():
+        ws.fields[name].setText(str(text))
+
+
+class LatencyProbe:
+    """A 10 ms QTimer recording how late each tick arrives: the event loop's responsiveness."""
+
+    def __init__(self, interval_ms: int = 10) -> None:
+        self.interval = interval_ms / 1000.0
+        self.late: list[float] = []
+        self._last = None
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start(interval_ms)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.late.append(now - self._last - self.interval)
+        self._last = now
+
+    def stop(self) -> float:
+        self.timer.stop()
+        return max(self.late) if self.late else float("inf")
+
+
+def test_train_pause_resume_save_load(workspace, qtbot, tmp_path, errors):
+    ws = workspace
+    seq = ws.session.sequence
+    assert seq.num_frames == 256 and seq.num_points == 17
+    assert "256 frames" in ws.data_panel.info.text()
+    assert ws.points2d.shown_points == 17
+
+    fill(ws, iterations=300)
+    probe = LatencyProbe()
+    qtbot.mouseClick(ws.start_button, Qt.MouseButton.LeftButton)
+    assert ws.session.state == "running", errors
+    qtbot.waitUntil(lambda: ws.loss_curves.curve_points("total") >= 20, timeout=20_000)
+    assert ws.progress_bar.value() > 0
+    assert "left" in ws.eta_label.text()
+
+    qtbot.mouseClick(ws.pause_button, Qt.MouseButton.LeftButton)
+    trainer = ws.session.trainer
+    qtbot.waitUntil(lambda: trainer.state == "paused", timeout=10_000)
+    paused_at = trainer.step
+    qtbot.wait(300)
+    assert trainer.step == paused_at, "training went on while paused"
+    assert ws.resume_button.isEnabled() and not ws.pause_button.isEnabled()
+    qtbot.mouseClick(ws.resume_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: trainer.step > paused_at, timeout=10_000)
+    qtbot.waitUntil(lambda: ws.session.state == "finished", timeout=60_000)
+    worst = probe.stop()
+    assert len(probe.late) > 20
+    assert worst < 0.100, f"event loop blocked for {1000 * worst:.0f} ms during training"
+    assert not errors
+
+    # Every step reaches the curves, losses are positive and finite; the run learned something.
+    steps, total = ws.loss_curves.data("total")
+    assert len(steps) == trainer.step == 300
+    assert np.all(np.isfinite(total)) and total[-20:].mean() < total[:20].mean()
+    metrics = dict(ws.session.metrics)
+    assert set(metrics) >= {"e3d", "mpjpe"}
+    assert f"{metrics['e3d']:.4f}" in ws.metrics_label.text()
+    # The finished network reconstructs the frame under the slider.
+    ws.frame_bar.set_frame(7)
+    expected = trainer.predict(seq.points2d[7:8])[0]
+    np.testing.assert_allclose(ws.view3d.points, expected - expected.mean(axis=0), atol=1e-6)
+    assert "reconstruction" in ws.view3d.title
+
+    path = tmp_path / "run.pt"
+    assert ws.save_checkpoint(str(path))
+    ws.session.trainer = None  # forget it: the load must bring everything back
+    assert ws.open_checkpoint(str(path)), errors
+    assert ws.session.state == "loaded"
+    assert ws.session.metrics == pytest.approx(metrics)
+    assert ws.session.trainer.step == 300
+    info = ws.checkpoint_info.toPlainText()
+    assert f"e3d = {metrics['e3d']:.6g}" in info and "Created:" in info and "hidden = 32" in info
+    assert ws.fields["hidden"].text() == "32"
+    assert ws.loss_curves.count == 300
+
+
+def test_depth_toggle_mirrors_the_reconstruction(workspace, qtbot):
+    ws = workspace
+    fill(ws, iterations=5)
+    assert ws.start_training()
+    qtbot.waitUntil(lambda: ws.session.state == "finished", timeout=30_000)
+    ws.frame_bar.set_frame(3)
+    before = ws.view3d.points.copy()
+    ws.frame_bar.flip.setChecked(True)
+    np.testing.assert_allclose(ws.view3d.points, before * np.array([1, 1, -1]), atol=1e-9)
+
+
+def test_invalid_settings_are_marked_next_to_the_field(workspace, errors):
+    ws = workspace
+    fill(ws, batch_size=40, iterations=10)
+    assert not ws.start_training()
+    assert ws.session.state == "ready"
+    assert ws.field_errors["batch_size"].isVisibleTo(ws)
+    assert "multiple of group_size" in ws.field_errors["batch_size"].text()
+    assert errors and "batch_size" in errors[-1]
+    fill(ws, batch_size=32, lr="fast")
+    assert not ws.start_training()
+    assert "expected a number" in ws.field_errors["lr"].text()
+    assert not ws.field_errors["batch_size"].isVisibleTo(ws)
+
+
+def test_damaged_or_foreign_checkpoint_keeps_the_current_state(workspace, qtbot, tmp_path, errors):
+    ws = workspace
+    fill(ws, iterations=5)
+    assert ws.start_training()
+    qtbot.waitUntil(lambda: ws.session.state == "finished", timeout=30_000)
+    trainer = ws.session.trainer
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(b"PK\x03\x04 not really a zip")
+    foreign = tmp_path / "foreign.pt"
+    import torch
+
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    for path in (damaged, foreign, tmp_path / "missing.pt"):
+        assert not ws.open_checkpoint(str(path))
+        assert ws.session.trainer is trainer and ws.session.state == "finished"
+    assert len(errors) == 3
+    assert all(str(tmp_path) in e for e in errors)
+
+
+def test_close_during_training_asks_then_stops_cleanly(
+    main_window, workspace, qtbot, tmp_path, monkeypatch
+):
+    ws = workspace
+    fill(ws, iterations=100_000)
+    autosave = tmp_path / "autosave.pt"
+    ws.autosave_check.setChecked(True)
+    ws.autosave_every.setValue(10)
+    ws.autosave_path.setText(str(autosave))
+    assert ws.start_training()
+    qtbot.waitUntil(lambda: autosave.exists(), timeout=20_000)
+
+    answers = [QMessageBox.StandardButton.No]
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    main_window.close()
+    assert main_window.isVisible() and ws.session.is_busy(), "closed without asking"
+
+    answers.append(QMessageBox.StandardButton.Yes)
+    main_window.close()
+    assert not answers, "the second close did not ask"
+    assert not main_window.isVisible()
+    assert not ws.session.is_busy(), "the training thread outlived the window"
+    # The autosave on disk is complete: it loads, and no temporary file is left behind.
+    from engine.prn.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(autosave)
+    assert ckpt.step > 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_checkpoint_from_the_command_line_and_demo(main_window, qtbot, tmp_path, monkeypatch):
+    from engine.data import load_dataset
+    from engine.prn.config import TrainConfig
+    from engine.prn.training import Trainer
+
+    config = TrainConfig(
+        data=TINY_DATA, iterations=8, hidden=32, batch_size=32, group_size=16, eval_every=4
+    )
+    trainer = Trainer(config, load_dataset(TINY_DATA))
+    trainer.run()
+    path = tmp_path / "demo.pt"
+    trainer.save_checkpoint(path)
+
+    import app.workspaces.training as training
+
+    monkeypatch.setattr(training, "DEMO_CHECKPOINT", path)
+    ws = main_window.workspace("Training")
+    main_window.show_workspace(ws)  # first show loads the demo and plays it
+    qtbot.waitUntil(lambda: ws.session.state == "loaded", timeout=20_000)
+    assert ws.frame_bar.timer.isActive()
+    first = ws.frame_bar.frame
+    qtbot.waitUntil(lambda: ws.frame_bar.frame != first, timeout=5_000)
+    assert ws.session.trainer.step == 8
+
+    # What `main.py --checkpoint CKPT` does.
+    main_window.open_checkpoint(str(path))
+    assert ws.session.checkpoint.path == str(path)
+    assert str(path) in main_window.workspace("Compare").checkpoints()

@@ -10,6 +10,8 @@ from importlib import import_module
 
 _WORKSPACES = [
     "app.workspaces.editor:EditorWorkspace",
+    "app.workspaces.training:TrainingWorkspace",
+    "app.workspaces.compare:CompareWorkspace",
     "app.workspaces.modes:ModesWorkspace",
 ]
 

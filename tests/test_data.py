@@ -175,7 +175,7 @@ def test_mat_akhter_world_frame_with_rotations(tmp_path):
         ({"Y": np.zeros((3, 4, 5))}, "X", "expected a variable 'X'"),
         ({"X": np.zeros((2, 4, 5))}, "X", "3, P, F"),
         ({"X": np.zeros((3, 2, 5))}, "points2d", "at least 3 points"),
-        ({"X": np.full((3, 4, 5), np.nan)}, "points2d", "NaN"),
+        ({"X": np.full((3, 4, 5), np.nan)}, "X", "NaN"),
         ({"W": np.zeros((3, 4))}, "W", "even"),
         ({"W": np.zeros((4, 4)), "S": np.zeros((5, 4))}, "S", "3F x P"),
         ({"W": np.zeros((4, 4)), "S": np.ones((6, 4)) * np.inf}, "S", "NaN"),

@@ -293,6 +293,10 @@ def _load_mat(path: Path) -> KeypointSequence:
         x = _mat_array(data["X"], "X")
         if x.ndim != 3 or x.shape[0] != 3:
             raise DataError(f"expected shape (3, P, F), got {x.shape}", field="X")
+        if not np.isfinite(x).all():
+            raise DataError(
+                f"{int((~np.isfinite(x)).any(axis=0).sum())} points are NaN or infinite", field="X"
+            )
         points3d = np.transpose(x, (2, 1, 0))
         return KeypointSequence(
             points3d[..., :2], points3d, description=dict(description, kind="mat-X")

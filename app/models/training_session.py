@@ -14,6 +14,8 @@ The session is a QObject that never imports widgets; the Training workspace obse
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,52 @@ def training_threads() -> int:
     torch threads than with one (spinning threads waiting on each other).
     """
     return max(1, (os.cpu_count() or 2) // 2)
+
+
+def lower_thread_priority(niceness: int = 10) -> None:
+    """Make the CALLING thread yield the CPU to the GUI thread (Linux: per-thread nice value).
+
+    Training is background work: on a busy machine the scheduler should run the event loop
+    first. Elsewhere (where nice is per process) this does nothing.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        except OSError:
+            pass  # not permitted in this environment: the run just keeps normal priority
+
+
+_warm_up_worker: Worker | None = None
+
+
+def warm_up() -> Worker | None:
+    """Import what building the first Trainer imports, on a worker thread, once per process.
+
+    torch's optimisers pull in ``torch._dynamo`` lazily: ~1.5 s of imports whose C parts hold
+    the GIL for up to ~0.15 s at a time. Doing it when the Training tab is first shown, while
+    the user sets up a run, keeps those pauses out of the run itself.
+
+    Returns:
+        The worker, or None when the warm-up already ran (or runs) in this process.
+    """
+    global _warm_up_worker
+    if _warm_up_worker is not None:
+        return None
+
+    def job(progress, cancelled):
+        import torch
+
+        lower_thread_priority()
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+    _warm_up_worker = Worker(job, name="torch-warm-up")
+    _warm_up_worker.start()
+    return _warm_up_worker
+
+
+def warming_up() -> bool:
+    """True while :func:`warm_up`'s worker runs."""
+    return _warm_up_worker is not None and _warm_up_worker.is_running()
 
 
 def limit_torch_threads() -> None:
@@ -75,6 +123,7 @@ class TrainingSession(QObject):
         checkpoint_saved(str): path of a checkpoint just written (manual or autosave).
         checkpoint_loaded(object): the ``engine.prn.checkpoint.Checkpoint`` just opened.
         failed(str): a one-line message (training diverged, data failed...).
+        trainer_ready(): :attr:`trainer` was set by a starting run (built on its thread).
     """
 
     sequence_changed = pyqtSignal(object)
@@ -85,10 +134,12 @@ class TrainingSession(QObject):
     checkpoint_saved = pyqtSignal(str)
     checkpoint_loaded = pyqtSignal(object)
     failed = pyqtSignal(str)
+    trainer_ready = pyqtSignal()
 
     # Emitted on the training thread; connected to slots of this GUI-thread object, so Qt
     # queues them onto the GUI thread.
     _event_from_thread = pyqtSignal(object)
+    _trainer_from_thread = pyqtSignal()
     _saved_from_thread = pyqtSignal(str)
 
     def __init__(self, parent: QObject | None = None, update_interval_s: float = UPDATE_INTERVAL_S):
@@ -110,7 +161,13 @@ class TrainingSession(QObject):
         self._latest_metrics: dict | None = None
         self._latest_preview: np.ndarray | None = None
         self._hooked = None  # the trainer our callback is registered with
+        # Guards handing the trainer built on the run thread over against pause/stop requests
+        # made meanwhile on the GUI thread.
+        self._control = threading.Lock()
+        self._want_pause = False
+        self._want_stop = False
         self._event_from_thread.connect(self._deliver)
+        self._trainer_from_thread.connect(self.trainer_ready)
         self._saved_from_thread.connect(self.checkpoint_saved)
 
     # ---------------------------------------------------------------- state
@@ -156,12 +213,13 @@ class TrainingSession(QObject):
     def start(self, config) -> None:
         """Start a fresh run with ``config`` on the current data.
 
+        The trainer is built on the run thread (building the first one imports parts of torch
+        for a second or more), so :attr:`trainer` is None until that thread sets it.
+
         Raises:
             InputError: the config is invalid (field named) or the data cannot be used.
             RuntimeError: a run is already in progress, or there is no data.
         """
-        from engine.prn.training import Trainer
-
         if self.is_busy():
             raise RuntimeError("a training run is already in progress")
         if self.sequence is None:
@@ -172,14 +230,13 @@ class TrainingSession(QObject):
                 f"expected a frame index below {self.sequence.num_frames}, got {config.preview_frame}",
                 field="preview_frame",
             )
-        trainer = Trainer(config, self.sequence)
         self.config = config
-        self.trainer = trainer
+        self.trainer = None
         self.checkpoint = None
         self.metrics = {}
         self.history_reset.emit()
         self.metrics_changed.emit(self.metrics)
-        self._launch()
+        self._launch(config=config)
 
     def set_autosave(self, path: str | Path | None, every: int) -> None:
         """Autosave to ``path`` every ``every`` steps and at the end of each run (0/None: off).
@@ -208,18 +265,34 @@ class TrainingSession(QObject):
             )
         self._launch(int(iterations))
 
-    def _launch(self, until_step: int | None = None) -> None:
-        trainer = self.trainer
-        trainer.autosave_path = self.autosave_path
-        trainer.autosave_every = self.autosave_every
+    def _launch(self, until_step: int | None = None, config=None) -> None:
+        """Run on a Worker thread: build a Trainer from ``config`` there, or continue
+        :attr:`trainer` when ``config`` is None."""
+        sequence = self.sequence
         self._last_emit = 0.0
         self._latest_metrics = None
         self._latest_preview = None
-        if self._hooked is not trainer:
-            trainer.add_callback(self._on_train_event)
-            self._hooked = trainer
+        self._want_pause = False
+        self._want_stop = False
 
         def job(progress, cancelled):
+            from engine.prn.training import Trainer
+
+            lower_thread_priority()
+
+            trainer = self.trainer if config is None else Trainer(config, sequence)
+            trainer.autosave_path = self.autosave_path
+            trainer.autosave_every = self.autosave_every
+            if self._hooked is not trainer:
+                trainer.add_callback(self._on_train_event)
+                self._hooked = trainer
+            with self._control:
+                self.trainer = trainer
+                self._trainer_from_thread.emit()
+                if self._want_stop:
+                    return dict(trainer.metrics)
+                if self._want_pause:
+                    trainer.pause()
             return trainer.run(until_step)
 
         limit_torch_threads()
@@ -233,20 +306,32 @@ class TrainingSession(QObject):
 
     def pause(self) -> None:
         """Pause the run after the current step (no-op unless running)."""
-        if self.trainer is not None and self._state == "running":
-            self.trainer.pause()
-            self._set_state("paused")
+        if self._state != "running":
+            return
+        with self._control:
+            self._want_pause = True
+            if self.trainer is not None:
+                self.trainer.pause()
+        self._set_state("paused")
 
     def resume(self) -> None:
         """Resume a paused run."""
-        if self.trainer is not None and self._state == "paused":
-            self.trainer.resume()
-            self._set_state("running")
+        if self._state != "paused":
+            return
+        with self._control:
+            self._want_pause = False
+            if self.trainer is not None:
+                self.trainer.resume()
+        self._set_state("running")
 
     def stop(self) -> None:
         """Ask the run to stop after the current step (use :meth:`wait` to join it)."""
-        if self.trainer is not None and self.is_busy():
-            self.trainer.stop()
+        if not self.is_busy():
+            return
+        with self._control:
+            self._want_stop = True
+            if self.trainer is not None:
+                self.trainer.stop()
 
     def wait(self, timeout_ms: int = 30_000) -> bool:
         """Block until the run thread has ended; False on timeout."""
@@ -260,6 +345,9 @@ class TrainingSession(QObject):
     # ---------------------------------------------------------------- training thread side
     def _on_train_event(self, event) -> None:
         """Trainer callback, on the TRAINING thread: keep the latest results, throttle emits."""
+        if self._want_stop:
+            # A stop asked for while the run was starting (Trainer.run clears earlier ones).
+            self.trainer.stop()
         if event.metrics:
             self._latest_metrics = dict(event.metrics)
         if event.preview is not None:

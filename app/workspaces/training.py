@@ -45,7 +45,7 @@ from PyQt6.QtWidgets import (
 )
 
 from app import dialogs
-from app.models.training_session import TrainingSession, Update
+from app.models.training_session import TrainingSession, Update, warm_up
 from app.views.plots import LossCurves, Points2DPlot
 from app.views.skeleton_view import SkeletonView
 from engine.errors import InputError
@@ -390,6 +390,7 @@ class TrainingWorkspace(QWidget):
         self.load_action.triggered.connect(self._load_dialog)
         s.sequence_changed.connect(self._on_sequence)
         s.state_changed.connect(self._on_state)
+        s.trainer_ready.connect(self._update_buttons)
         s.updated.connect(self._on_update)
         s.history_reset.connect(self._reset_history)
         s.metrics_changed.connect(self._show_metrics)
@@ -438,10 +439,12 @@ class TrainingWorkspace(QWidget):
         return super().eventFilter(obj, event)
 
     def showEvent(self, event) -> None:
-        """Open the demo checkpoint the first time the tab is shown (keeps start-up fast)."""
+        """First show of the tab: warm torch up off-thread and open the demo checkpoint (done
+        here, not at start-up, so the window opens fast)."""
         super().showEvent(event)
         if not self._demo_tried:
             self._demo_tried = True
+            warm_up()
             QTimer.singleShot(0, self.open_demo)
 
     def open_demo(self) -> bool:
@@ -596,8 +599,10 @@ class TrainingWorkspace(QWidget):
             self._redraw_curves()
             self._show_frame(self.frame_bar.frame)
         elif state == "paused":
-            self.eta_label.setText(f"Paused at step {self.session.trainer.step}.")
-            self._show_frame(self.frame_bar.frame)
+            # The run holds the network until its current step ends: the view keeps the live
+            # preview rather than wait for it; moving the slider shows reconstructions.
+            trainer = self.session.trainer
+            self.eta_label.setText(f"Paused at step {trainer.step}." if trainer else "Paused.")
 
     def _update_buttons(self) -> None:
         state = self.session.state

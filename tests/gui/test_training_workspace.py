@@ -56,9 +56,13 @@ def _close_answers_yes(monkeypatch):
 
 @pytest.fixture
 def workspace(main_window, qtbot):
+    from app.models.training_session import warming_up
+
     ws = main_window.workspace("Training")
     main_window.show_workspace(ws)
     qtbot.waitExposed(ws)
+    # Showing the tab warms torch up off-thread (as while a user fills the form).
+    qtbot.waitUntil(lambda: not warming_up(), timeout=30_000)
     assert ws.load_data(TINY_DATA)
     return ws
 

@@ -66,6 +66,7 @@ class SkeletonView(QWidget):
         self._bones_mesh: pv.PolyData | None = None
         self._edges_key: bytes | None = None
         self._colored = False
+        self._bar = False
         self._closed = False
         self._has_camera = False
         self._title = ""
@@ -107,6 +108,7 @@ class SkeletonView(QWidget):
         clim: tuple[float, float] | None = None,
         color: str = POINT_COLOR,
         reset_camera: bool = False,
+        scalar_bar: bool = True,
     ) -> None:
         """Draw one skeleton, replacing the previous one.
 
@@ -120,25 +122,30 @@ class SkeletonView(QWidget):
             color: point colour when ``scalars`` is None.
             reset_camera: fit the camera to this skeleton. The camera is also fitted the first
                 time a skeleton is shown; otherwise it stays where the user left it.
+            scalar_bar: show the colour bar of ``scalars`` (views sharing one ``clim`` need
+                only one).
         """
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         edges_arr = None if edges is None else np.asarray(edges, dtype=np.int64).reshape(-1, 2)
         key = b"" if edges_arr is None else edges_arr.tobytes()
         colored = scalars is not None
+        bar = colored and scalar_bar
         same_layout = (
             self._points_mesh is not None
             and self._points_mesh.n_points == len(points)
             and key == self._edges_key
             and colored == self._colored
+            and bar == self._bar
         )
         if same_layout:
             self._points_mesh.points = points
             if self._bones_mesh is not None:
                 self._bones_mesh.points = points
         else:
-            self._build(points, edges_arr, colored, color)
+            self._build(points, edges_arr, colored, bar, color)
             self._edges_key = key
             self._colored = colored
+            self._bar = bar
         if colored:
             values = np.asarray(scalars, dtype=np.float64).reshape(-1)
             self._points_mesh.point_data[self._scalar_title] = values
@@ -154,11 +161,16 @@ class SkeletonView(QWidget):
             self.render()
 
     def _build(
-        self, points: np.ndarray, edges: np.ndarray | None, colored: bool, color: str
+        self,
+        points: np.ndarray,
+        edges: np.ndarray | None,
+        colored: bool,
+        bar: bool,
+        color: str,
     ) -> None:
         self.plotter.remove_actor("points", render=False)
         self.plotter.remove_actor("bones", render=False)
-        if self._colored:
+        if self._bar:
             self.plotter.remove_scalar_bar(self._scalar_title)
         self._bones_mesh = None
         if edges is not None and len(edges):
@@ -178,15 +190,18 @@ class SkeletonView(QWidget):
             kwargs = {
                 "scalars": self._scalar_title,
                 "cmap": ERROR_CMAP,
-                "show_scalar_bar": True,
+                "show_scalar_bar": bar,
                 "scalar_bar_args": {
                     "title": self._scalar_title,
                     "color": "black",
                     "vertical": True,
-                    "position_x": 0.86,
-                    "position_y": 0.1,
-                    "height": 0.6,
-                    "width": 0.08,
+                    "position_x": 0.84,
+                    "position_y": 0.08,
+                    "height": 0.35,
+                    "width": 0.06,
+                    "n_labels": 3,
+                    "title_font_size": 12,
+                    "label_font_size": 11,
                     "fmt": "%.3g",
                 },
             }
@@ -204,12 +219,13 @@ class SkeletonView(QWidget):
         """Remove the skeleton (the title stays)."""
         self.plotter.remove_actor("points", render=False)
         self.plotter.remove_actor("bones", render=False)
-        if self._colored:
+        if self._bar:
             self.plotter.remove_scalar_bar(self._scalar_title)
         self._points_mesh = None
         self._bones_mesh = None
         self._edges_key = None
         self._colored = False
+        self._bar = False
         self.render()
 
     @property

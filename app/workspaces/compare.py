@@ -472,10 +472,11 @@ class CompareWorkspace(QWidget):
         views[0].set_title(f"{GROUND_TRUTH} · frame {frame}")
         views[0].set_skeleton(m.ground_truth_frame(frame), self._edges, color="#222222")
         clim = m.error_range()
-        for view, name in zip(views[1:], m.shown):
+        for i, (view, name) in enumerate(zip(views[1:], m.shown)):
             points, errors = m.method_frame(name, frame)
             view.set_title(f"{name} · e3D {m.methods[name].metrics['e3d']:.4f}")
-            view.set_skeleton(points, self._edges, scalars=errors, clim=clim)
+            last = i == len(m.shown) - 1  # one colour bar: every view uses the same range
+            view.set_skeleton(points, self._edges, scalars=errors, clim=clim, scalar_bar=last)
 
     # ------------------------------------------------------------------ export
     def export_png(self, path: str | Path) -> Path:

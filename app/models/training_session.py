@@ -110,6 +110,53 @@ class Update:
     preview: np.ndarray | None
 
 
+@dataclass
+class PreparedCheckpoint:
+    """A checkpoint read and rebuilt off the GUI thread, ready for
+    :meth:`TrainingSession.apply_checkpoint`."""
+
+    checkpoint: object
+    trainer: object
+    sequence: object
+    spec: str
+
+
+def prepare_checkpoint(path: str | Path, sequence=None, spec: str = "") -> PreparedCheckpoint:
+    """Read a checkpoint, find its data and rebuild its trainer (thread-safe, changes nothing).
+
+    Args:
+        path: checkpoint file.
+        sequence: the session's current ``KeypointSequence`` (kept when the checkpoint was
+            trained on the same ``spec``, or when its own data cannot be loaded here but the
+            point counts agree).
+        spec: the data spec of ``sequence``.
+
+    Raises:
+        CheckpointError: foreign, damaged or incompatible file.
+        InputError: the checkpoint's data cannot be loaded and ``sequence`` does not fit.
+    """
+    from engine.data import load_dataset
+    from engine.errors import CheckpointError
+    from engine.prn.checkpoint import load_checkpoint
+    from engine.prn.training import Trainer
+
+    checkpoint = load_checkpoint(path)
+    if spec != checkpoint.config.data or sequence is None:
+        try:
+            sequence, spec = load_dataset(checkpoint.config.data), checkpoint.config.data
+        except InputError:
+            if sequence is None or sequence.num_points != checkpoint.num_points:
+                raise
+    if sequence.num_points != checkpoint.num_points:
+        raise CheckpointError(
+            f"made for {checkpoint.num_points} points, the current data has {sequence.num_points}",
+            path=path,
+            field="num_points",
+        )
+    trainer = Trainer.from_checkpoint(path, sequence=sequence)
+    return PreparedCheckpoint(checkpoint, trainer, sequence, spec)
+
+
 class TrainingSession(QObject):
     """Data + trainer + run thread of the Training workspace.
 
@@ -421,31 +468,37 @@ class TrainingSession(QObject):
             InputError: the checkpoint's data cannot be loaded and no compatible data is current.
             RuntimeError: a run is in progress.
         """
-        from engine.data import load_dataset
-        from engine.errors import CheckpointError
-        from engine.prn.checkpoint import load_checkpoint
-        from engine.prn.training import Trainer
-
         if self.is_busy():
             raise RuntimeError("stop the training run before loading a checkpoint")
-        checkpoint = load_checkpoint(path)
+        return self.apply_checkpoint(prepare_checkpoint(path, self.sequence, self.data_spec))
+
+    def load_checkpoint_async(self, path: str | Path) -> Worker:
+        """:meth:`load_checkpoint` with the file, data and trainer prepared on a worker thread.
+
+        The session changes when the worker's ``finished`` arrives, unless the user changed the
+        data or started training meanwhile; errors come as its ``error``/``failed`` signals
+        (nothing changes then).
+        """
         sequence, spec = self.sequence, self.data_spec
-        if spec != checkpoint.config.data or sequence is None:
-            try:
-                sequence, spec = load_dataset(checkpoint.config.data), checkpoint.config.data
-            except InputError:
-                if sequence is None or sequence.num_points != checkpoint.num_points:
-                    raise
-        if sequence.num_points != checkpoint.num_points:
-            raise CheckpointError(
-                f"made for {checkpoint.num_points} points, the current data has {sequence.num_points}",
-                path=path,
-                field="num_points",
-            )
-        trainer = Trainer.from_checkpoint(path, sequence=sequence)
-        if sequence is not self.sequence:
-            self.set_sequence(sequence, spec)
-        self.trainer = trainer
+        worker = Worker(
+            lambda progress, cancelled: prepare_checkpoint(path, sequence, spec),
+            name="open-checkpoint",
+        )
+        worker.finished.connect(lambda prepared: self._apply_if_unchanged(prepared, sequence))
+        worker.start()
+        return worker
+
+    def _apply_if_unchanged(self, prepared: PreparedCheckpoint, sequence) -> None:
+        # The user may have loaded data or started a run meanwhile: theirs wins.
+        if not self.is_busy() and self.trainer is None and self.sequence is sequence:
+            self.apply_checkpoint(prepared)
+
+    def apply_checkpoint(self, prepared: PreparedCheckpoint):
+        """Make a :func:`prepare_checkpoint` result current (GUI thread); returns the Checkpoint."""
+        if prepared.sequence is not self.sequence:
+            self.set_sequence(prepared.sequence, prepared.spec)
+        checkpoint = prepared.checkpoint
+        self.trainer = prepared.trainer
         self.checkpoint = checkpoint
         self.config = checkpoint.config
         self.metrics = dict(checkpoint.metrics)

@@ -250,6 +250,7 @@ class TrainingWorkspace(QWidget):
         self.window_ = window
         self.session = TrainingSession(self)
         self._demo_tried = False
+        self.demo_worker = None
         self._history_shown = 0
         self._view_mode = ""
         self._preview: np.ndarray | None = None
@@ -448,16 +449,21 @@ class TrainingWorkspace(QWidget):
             QTimer.singleShot(0, self.open_demo)
 
     def open_demo(self) -> bool:
-        """Load assets/demo_prn.pt (when it exists and nothing else is loaded) and play it."""
+        """Load assets/demo_prn.pt off the GUI thread (when it exists and nothing else is
+        loaded) and play it."""
         if not DEMO_CHECKPOINT.is_file() or self.session.trainer is not None:
             return False
-        try:
-            self.session.load_checkpoint(DEMO_CHECKPOINT)
-        except (InputError, OSError, RuntimeError) as exc:
-            self._status(f"Demo checkpoint not loaded: {dialogs.error_text(exc)}")
-            return False
-        self.frame_bar.set_playing(True)
+        self.demo_worker = self.session.load_checkpoint_async(DEMO_CHECKPOINT)
+        self.demo_worker.finished.connect(self._play_demo)
+        self.demo_worker.failed.connect(lambda msg: self._status(f"Demo not loaded: {msg}"))
+        if self.window_ is not None and hasattr(self.window_, "track_worker"):
+            self.window_.track_worker(self.demo_worker, "Opening the PRN demo")
         return True
+
+    def _play_demo(self, _prepared=None) -> None:
+        checkpoint = self.session.checkpoint
+        if checkpoint is not None and Path(checkpoint.path) == DEMO_CHECKPOINT:
+            self.frame_bar.set_playing(True)
 
     # ------------------------------------------------------------------ data
     def load_data(self, spec: str) -> bool:

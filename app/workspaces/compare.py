@@ -139,6 +139,7 @@ class CompareWorkspace(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
         self.table.setSortingEnabled(True)
+        self.table.sortByColumn(COL_E3D, Qt.SortOrder.AscendingOrder)  # best first
         self.table.setMinimumHeight(120)
         self.units_label = QLabel("MPJPE in the ground truth's units; e3D = mean ‖X−X̂‖/‖X‖.")
         self.units_label.setWordWrap(True)

@@ -226,10 +226,12 @@ def test_close_during_training_asks_then_stops_cleanly(
 
 
 def test_checkpoint_from_the_command_line_and_demo(main_window, qtbot, tmp_path, monkeypatch):
+    from app.models.training_session import limit_torch_threads
     from engine.data import load_dataset
     from engine.prn.config import TrainConfig
     from engine.prn.training import Trainer
 
+    limit_torch_threads()  # as the app does: two torch threads crawl on a busy 2-core machine
     config = TrainConfig(
         data=TINY_DATA, iterations=8, hidden=32, batch_size=32, group_size=16, eval_every=4
     )

@@ -60,7 +60,8 @@ class TrainEvent:
         step: optimiser steps done (1-based after the first step).
         total_steps: the step the run trains to.
         losses: ``f`` (reprojection, summed over the batch), ``g`` (nuclear norms summed over
-            groups, before lambda) and ``total`` (``f + lam * g``).
+            groups, before lambda), ``mirror`` (squared depth of mirrored frames, before its
+            weight) and ``total`` (``f + lam * g + mirror_weight * mirror``).
         lr: learning rate used for this step.
         elapsed_s: seconds of training in this run (pauses excluded).
         eta_s: estimated seconds to ``total_steps``.
@@ -288,6 +289,12 @@ class Trainer:
         aligned, _ = align(x.reshape(groups, cfg.group_size, x.shape[1], 3))
         g = nuclear_norm(aligned).sum()
         total = f + cfg.lam * g
+        mirror = x.new_zeros(())
+        if cfg.mirror_weight > 0:
+            flipped = mirrored_frames(aligned).reshape(-1)
+            depth = x[..., 2] - x[..., 2].mean(dim=1, keepdim=True)
+            mirror = (depth[flipped] ** 2).sum()
+            total = total + cfg.mirror_weight * mirror
         value = float(total.detach())
         first = self.history[0]["total"] if self.history else None
         if not math.isfinite(value):
@@ -309,7 +316,12 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return {"f": float(f.detach()), "g": float(g.detach()), "total": value}
+        return {
+            "f": float(f.detach()),
+            "g": float(g.detach()),
+            "mirror": float(mirror.detach()),
+            "total": value,
+        }
 
     # ----------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, float]:
@@ -458,6 +470,33 @@ class Trainer:
         trainer.history = [dict(h) for h in ckpt.history]
         trainer.metrics = dict(ckpt.metrics)
         return trainer
+
+
+def mirrored_frames(aligned: torch.Tensor) -> torch.Tensor:
+    """Frames whose mirror image fits their group's consensus shape better than they do.
+
+    Args:
+        aligned: (G, n_f, P, 3) Procrustes-aligned groups (output of :func:`engine.procrustes.align`).
+
+    Returns:
+        (G, n_f) bool, no gradient: True where negating the frame's depth (a reflection, which
+        orthographic 2D cannot see) and re-rotating it optimally onto the group's mean shape
+        leaves a smaller residual than the frame itself has.
+    """
+    with torch.no_grad():
+        mean = aligned.mean(dim=1, keepdim=True)
+        residual = (aligned - mean).square().sum(dim=(-1, -2))
+        mirrored = aligned * aligned.new_tensor([1.0, 1.0, -1.0])
+        # min over rotations R of ||A R - M||^2 = |A|^2 + |M|^2 - 2 (s1 + s2 + sign(det H) s3),
+        # H = A^T M (Kabsch with the det +1 constraint).
+        h = mirrored.transpose(-1, -2) @ mean
+        sv = torch.linalg.svdvals(h)
+        sign = torch.sign(torch.linalg.det(h))
+        trace = sv[..., 0] + sv[..., 1] + sign * sv[..., 2]
+        mirrored_residual = (
+            mirrored.square().sum(dim=(-1, -2)) + mean.square().sum(dim=(-1, -2)) - 2 * trace
+        )
+        return mirrored_residual < residual
 
 
 def _jsonable(obj: Any) -> Any:

@@ -14,7 +14,6 @@ The session is a QObject that never imports widgets; the Training workspace obse
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -42,19 +41,6 @@ def training_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def lower_thread_priority(niceness: int = 10) -> None:
-    """Make the CALLING thread yield the CPU to the GUI thread (Linux: per-thread nice value).
-
-    Training is background work: on a busy machine the scheduler should run the event loop
-    first. Elsewhere (where nice is per process) this does nothing.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-        except OSError:
-            pass  # not permitted in this environment: the run just keeps normal priority
-
-
 _warm_up_worker: Worker | None = None
 
 
@@ -75,7 +61,6 @@ def warm_up() -> Worker | None:
     def job(progress, cancelled):
         import torch
 
-        lower_thread_priority()
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
     _warm_up_worker = Worker(job, name="torch-warm-up")
@@ -324,8 +309,6 @@ class TrainingSession(QObject):
 
         def job(progress, cancelled):
             from engine.prn.training import Trainer
-
-            lower_thread_priority()
 
             trainer = self.trainer if config is None else Trainer(config, sequence)
             trainer.autosave_path = self.autosave_path

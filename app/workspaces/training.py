@@ -63,23 +63,42 @@ PLAY_FPS = 25.0
 CURVES_INTERVAL_S = 0.3
 SPEEDS = [("0.25x", 0.25), ("0.5x", 0.5), ("1x", 1.0), ("2x", 2.0), ("4x", 4.0)]
 
-# Form rows: (TrainConfig field, label, kind). The data set comes from the data panel.
-FORM_FIELDS = [
-    ("iterations", "Iterations", int),
-    ("lam", "Lambda (g weight)", float),
-    ("hidden", "Hidden width", int),
-    ("batch_size", "Batch size", int),
-    ("group_size", "Group size", int),
-    ("lr", "Learning rate", float),
-    ("weight_decay", "Weight decay", float),
-    ("lr_decay", "LR decay factor", float),
-    ("lr_step", "LR decay every", int),
-    ("missing_ratio", "Missing ratio", float),
-    ("seed", "Seed", int),
-    ("eval_every", "Evaluate every", int),
-    ("preview_frame", "Preview frame", int),
-    ("device", "Device", str),
-]
+# Labels of the TrainConfig fields in the form; a field missing here is shown under its own name,
+# so settings added to TrainConfig later appear without changes here. The data set comes from
+# the data panel, not the form.
+FIELD_LABELS = {
+    "iterations": "Iterations",
+    "lam": "Lambda (g weight)",
+    "mirror_weight": "Mirror weight",
+    "hidden": "Hidden width",
+    "batch_size": "Batch size",
+    "group_size": "Group size",
+    "lr": "Learning rate",
+    "weight_decay": "Weight decay",
+    "lr_decay": "LR decay factor",
+    "lr_step": "LR decay every",
+    "missing_ratio": "Missing ratio",
+    "seed": "Seed",
+    "eval_every": "Evaluate every",
+    "preview_frame": "Preview frame",
+    "device": "Device",
+}
+
+
+def form_fields() -> list[tuple[str, str, type]]:
+    """``(field, label, int | float | str)`` for every TrainConfig field but ``data``."""
+    from engine.prn.config import TrainConfig
+
+    rows = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "data":
+            continue
+        default = f.default
+        kind = int if isinstance(default, int) and not isinstance(default, bool) else float
+        if default is None or isinstance(default, str):
+            kind = str
+        rows.append((f.name, FIELD_LABELS.get(f.name, f.name.replace("_", " ").capitalize()), kind))
+    return rows
 
 
 def default_edges(sequence) -> np.ndarray | None:
@@ -273,9 +292,10 @@ class TrainingWorkspace(QWidget):
         form_box = QGroupBox("Hyper-parameters")
         form = QFormLayout(form_box)
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
+        self.form_fields = form_fields()
         self.fields: dict[str, QLineEdit] = {}
         self.field_errors: dict[str, QLabel] = {}
-        for name, label, _kind in FORM_FIELDS:
+        for name, label, _kind in self.form_fields:
             edit = QLineEdit()
             edit.setObjectName(f"field_{name}")
             if name == "device":
@@ -493,7 +513,7 @@ class TrainingWorkspace(QWidget):
 
     # ------------------------------------------------------------------ form
     def _fill_form(self, config) -> None:
-        for name, _label, _kind in FORM_FIELDS:
+        for name, _label, _kind in self.form_fields:
             value = getattr(config, name)
             self.fields[name].setText("" if value is None else str(value))
         self._clear_errors()
@@ -520,7 +540,7 @@ class TrainingWorkspace(QWidget):
         from engine.prn.config import TrainConfig
 
         values: dict = {"data": self.session.data_spec or TrainConfig().data}
-        for name, _label, kind in FORM_FIELDS:
+        for name, _label, kind in self.form_fields:
             text = self.fields[name].text().strip()
             if kind is str:
                 values[name] = text or None

@@ -208,3 +208,21 @@ def test_foreign_checkpoint_is_refused(workspace, tmp_path, errors):
     assert workspace.add_checkpoint(str(bad)) is None
     assert workspace.checkpoints() == before
     assert errors and str(bad) in errors[-1]
+
+
+def test_demo_comparison_opens_when_the_tab_is_first_shown(
+    main_window, qtbot, checkpoint, monkeypatch, errors
+):
+    import app.workspaces.compare as compare
+
+    monkeypatch.setattr(compare, "DEMO_CHECKPOINT", checkpoint)
+    ws = main_window.workspace("Compare")
+    for name, check in ws.baseline_checks.items():
+        check.setChecked(name == "zero_depth")  # keep the test quick
+    assert ws.model.sequence is None  # nothing computed before the tab is shown
+    main_window.show_workspace(ws)
+    qtbot.waitUntil(lambda: len(ws.model.methods) == 2, timeout=60_000)
+    assert ws.checkpoints() == [str(checkpoint)]
+    assert ws.model.sequence.description["split"] == "test"
+    assert ws.linked.count == 3
+    assert not errors

@@ -255,3 +255,35 @@ def test_checkpoint_from_the_command_line_and_demo(main_window, qtbot, tmp_path,
     main_window.open_checkpoint(str(path))
     assert ws.session.checkpoint.path == str(path)
     assert str(path) in main_window.workspace("Compare").checkpoints()
+
+
+def test_data_files_load_or_explain(workspace, tmp_path, errors):
+    from engine.data import load_dataset, save_keypoints
+
+    ws = workspace
+    path = tmp_path / "seq.npz"
+    save_keypoints(path, load_dataset("synthetic:human?frames=40&seed=9"))
+    assert ws.load_data(str(path))
+    assert ws.session.sequence.num_frames == 40
+    assert "40 frames" in ws.data_panel.info.text()
+    assert ws.data_panel.combo.currentData() == str(path)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not an npz")
+    assert not ws.load_data(str(bad))
+    assert errors and str(bad) in errors[-1]
+    assert ws.session.sequence.num_frames == 40  # the loaded data stays
+
+
+def test_nrsfm_mat_file_trains_with_its_own_point_count(workspace, qtbot, errors):
+    from pathlib import Path
+
+    mat = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nrsfm" / "pickup.mat"
+    if not mat.exists():
+        pytest.skip(f"reference data not available beside the repository ({mat})")
+    ws = workspace
+    assert ws.load_data(str(mat)), errors
+    assert ws.session.sequence.num_points == 41
+    fill(ws, iterations=3, preview_frame=0)
+    assert ws.start_training(), errors
+    qtbot.waitUntil(lambda: ws.session.state == "finished", timeout=30_000)
+    assert ws.view3d.points.shape == (41, 3)

@@ -40,6 +40,9 @@ class LossCurves(pg.PlotWidget):
         item.setLabel("bottom", "step")
         item.setLabel("left", "loss")
         item.addLegend(offset=(-10, 10))
+        # The y range covers 99% of the points: a near-zero first step (the network starts at
+        # an exact fit of the 2D) would otherwise stretch the log axis over ten decades.
+        item.getViewBox().enableAutoRange(axis="y", enable=0.99)
         self._curves = {
             name: item.plot([], [], pen=CURVE_PENS.get(name, pg.mkPen("#2ca02c")), name=name)
             for name in self.names

@@ -25,9 +25,6 @@ from PyQt6.QtCore import QObject, pyqtSignal, pyqtSlot
 from app.workers import Worker, format_exception
 from engine.errors import InputError
 
-# States of the session, a superset of Trainer.state: 'empty' before any data, 'ready' with data
-# and no trainer, 'loaded' after a checkpoint was opened (a trainer that can continue).
-BUSY_STATES = ("running", "paused")
 UPDATE_INTERVAL_S = 0.1
 
 
@@ -147,8 +144,9 @@ class TrainingSession(QObject):
 
     Signals:
         sequence_changed(object): a new ``KeypointSequence`` to train on / show.
-        state_changed(str): 'empty', 'ready', 'running', 'paused', 'stopped', 'finished',
-            'failed' or 'loaded'.
+        state_changed(str): 'empty' (no data), 'ready' (data, no trainer), 'running',
+            'paused', 'stopped', 'finished', 'failed' (as ``Trainer.state``) or 'loaded' (a
+            checkpoint was opened: its trainer can continue or reconstruct).
         updated(object): an :class:`Update` (at most ~10 per second while training).
         history_reset(): the loss history was replaced (new run or checkpoint loaded).
         metrics_changed(object): the latest metrics dict.
@@ -490,29 +488,3 @@ class TrainingSession(QObject):
         self.checkpoint_loaded.emit(checkpoint)
         self._set_state("loaded")
         return checkpoint
-
-    # ---------------------------------------------------------------- results
-    def history(self) -> tuple[list[int], list[dict]]:
-        """``(steps, loss dicts)`` of every step done so far (thread-safe snapshot)."""
-        if self.trainer is None:
-            return [], []
-        entries = list(self.trainer.history)
-        return _history_steps(entries), entries
-
-    def predict(self) -> np.ndarray:
-        """``(F, P, 3)`` reconstruction of the whole current sequence (input frame and units).
-
-        Raises:
-            RuntimeError: no trainer, or a run is busy (the model is changing).
-        """
-        if self.trainer is None:
-            raise RuntimeError("no trained network: train or load a checkpoint first")
-        if self._state == "running":
-            raise RuntimeError("pause or stop training before reconstructing the sequence")
-        seq = self.sequence
-        return np.asarray(self.trainer.predict(seq.points2d, seq.visibility))
-
-
-def _history_steps(entries: list[dict]) -> list[int]:
-    """Step number of each history entry: its own ``step`` key when present, else 1-based index."""
-    return [int(e.get("step", i + 1)) for i, e in enumerate(entries)]

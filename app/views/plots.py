@@ -78,12 +78,6 @@ class LossCurves(pg.PlotWidget):
             ]
         self._count = needed
 
-    def set_history(self, steps: Sequence[int], losses: Sequence[Mapping[str, float]]) -> None:
-        """Replace everything with a full history and redraw."""
-        self.clear_history()
-        self.append(steps, losses)
-        self.redraw()
-
     @property
     def count(self) -> int:
         """Number of steps held."""

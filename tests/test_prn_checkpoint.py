@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pickle
+import stat
 
 import pytest
 import torch
@@ -52,8 +54,11 @@ def test_round_trip(tmp_path):
     assert not loaded.training
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
-    # Atomic write: only the final file is left in the folder.
+    # Atomic write: only the final file is left in the folder, with ordinary permissions.
     assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
 def test_refuses_to_save_nan_weights_and_keeps_old_file(tmp_path):

@@ -53,12 +53,13 @@ def test_forward_matches_numpy_reference():
     )
 
 
-def test_untrained_network_predicts_input_with_zero_depth():
+def test_untrained_network_predicts_input_with_small_nonzero_depth():
     model = PRNFCN(num_points=5, hidden=16)
     u = torch.randn(8, 5, 2)
     out = model(u)
     assert torch.equal(out[..., :2], u)
-    assert torch.equal(out[..., 2], torch.zeros(8, 5))
+    # Not exactly zero (a saddle of the cost), but small against the unit-norm input.
+    assert 0 < out[..., 2].abs().max() < 0.3
 
 
 def test_gradients_reach_every_parameter():

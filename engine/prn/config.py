@@ -5,21 +5,29 @@ the checkpoints (a checkpoint stores ``config.to_dict()`` and restores it with `
 
 Defaults follow the PRN authors (seed 000 / DESIGN.md) where that works on a 2-core CPU: Adam
 with lr 1e-4 and weight decay 1e-4, lr x0.8 every 5000 iterations, f summed over the batch.
-Deviations, each measured on the NRSfM sequences (pickup e3D after 1500 steps unless said):
+Deviations, each measured as e3D on the NRSfM sequence pickup (settings of each test said; these
+development runs used a zero-initialised depth layer, see :mod:`engine.prn.model`; the README's
+tables come from ``benchmarks/prn_*.py`` with the final code):
 
 - ``iterations`` 3000 and ``hidden`` 256 instead of 14k-70k and 1024: one NRSfM sequence must
   train in under 5 minutes on a 2-core CPU. Width 1024 trains 4x slower per step and was no
-  better (0.060 vs 0.058); the error plateaus after about 2000 steps.
+  better (1500 steps, groups of 64: 0.060 vs 0.057); the error plateaus after about 2000
+  steps (3000 steps: 0.0535; 5000 steps at lr 1e-3: 0.059).
 - ``batch_size`` 256 in ``group_size`` 128 instead of 128 in groups of 32: the nuclear norm of a
-  larger group is a better low-rank signal (groups of 32 / 64 / 128: 0.079 / 0.069 / 0.054).
+  larger group is a better low-rank signal (800 steps at lr 1e-3: groups of 32 0.079, of 64
+  0.069; 1500 steps at lr 1e-4: groups of 64 in batches of 128 0.057, groups of 128 in
+  batches of 256 0.054, one group of 256 0.054).
 - ``lam`` 0.01 instead of 0.05: the nuclear norm also pulls the xy outputs away from the
-  observed 2D; with 0.05 that 2D error alone is about 0.027 e3D (0.007 with 0.01), and 0.003
-  learns depth more slowly (stretch 0.071 vs 0.049).
+  observed 2D; with 0.05 that 2D error alone is about 0.027 e3D (0.007 with 0.01; 800 steps,
+  groups of 32), 0.03 gave 0.062 against 0.057 (groups of 64), and 0.003 learns depth more
+  slowly (stretch, 2000 steps: 0.071 vs 0.049).
 - ``mirror_weight`` 0.5 (not in the paper): the squared depth of frames whose mirror image fits
   their group better is penalised. Without it the network settles in a local minimum where the
   frames seen from some view angles are reconstructed mirrored (depth sign flipping with the
   view; e3D 0.13 on pickup), because turning a mirrored region around must pass through flat
-  depth, which the nuclear norm penalises.
+  depth, which the nuclear norm penalises. With groups of 32 it brought pickup from 0.13 to
+  0.09; with the default groups of 128 the mirrored regions did not form on pickup (penalty 0
+  throughout, 0.0535 with vs 0.0539 without), so there it is a safeguard that costs nothing.
 - The network's xy output is the input plus a correction and its output layers start at zero
   (see :mod:`engine.prn.model`).
 """

@@ -5,19 +5,22 @@ authors' code does: 2P inputs -> FC + BatchNorm + ReLU -> one shared residual bl
 residual block per head (xy head, depth head) -> linear outputs (2P and P).
 
 Deviation from the authors' network, and why: the xy output is the 2D input plus the xy head's
-output, and both output layers start at zero, so an untrained network predicts the input with
-zero depth (f = 0, the zero-depth baseline) and training only has to learn depth and small xy
-corrections. The function class is the same (the head can still move xy anywhere), but on a
+output, the xy output layer starts at zero and the depth output layer with small random
+weights, so an untrained network predicts the input with nearly zero depth (f = 0, close to
+the zero-depth baseline) and training only has to learn depth and small xy corrections. The function class is the same (the head can still move xy anywhere), but on a
 2-core CPU budget of a few thousand steps this converges several times faster: with the
 authors' plain outputs most of the budget goes into re-learning the identity map for xy, and
 the residual 2D noise of a not-yet-fitted xy head swamps the weak depth signal of the
-nuclear norm (measured on pickup: e3D 0.42 vs 0.14 after 150 steps).
+nuclear norm (measured on pickup, hidden 256, lr 1e-3, 150 steps: e3D 0.42 vs 0.14).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+#: Factor applied to the default initial weights of the depth output layer.
+DEPTH_INIT_SCALE = 0.1
 
 
 class ResidualBlock(nn.Module):
@@ -47,7 +50,7 @@ class PRNFCN(nn.Module):
     the Frobenius norm of its 2D points; missing points set to 0). Output is (B, P, 3): x, y in
     the same normalised units (``u`` plus a learned correction; for missing points the
     correction is the prediction), depth in the same scale (its offset is arbitrary under
-    orthographic projection). A new network predicts ``(u, 0)``. BatchNorm needs B >= 2 in training mode; in eval mode any B >= 1 works.
+    orthographic projection). A new network predicts ``u`` for xy and small depths. BatchNorm needs B >= 2 in training mode; in eval mode any B >= 1 works.
     """
 
     def __init__(self, num_points: int, hidden: int = 1024) -> None:
@@ -64,9 +67,13 @@ class PRNFCN(nn.Module):
         self.xy_out = nn.Linear(hidden, 2 * num_points)
         self.depth_block = ResidualBlock(hidden)
         self.depth_out = nn.Linear(hidden, num_points)
-        for layer in (self.xy_out, self.depth_out):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        nn.init.zeros_(self.xy_out.weight)
+        nn.init.zeros_(self.xy_out.bias)
+        # Zero depth is a saddle of the cost (g is even in the depth of the whole set), so the
+        # depth layer needs random weights to leave it; small ones keep the start near zero depth.
+        with torch.no_grad():
+            self.depth_out.weight.mul_(DEPTH_INIT_SCALE)
+        nn.init.zeros_(self.depth_out.bias)
 
     def forward(self, u: Tensor) -> Tensor:
         """u: (B, P, 2) normalised 2D -> (B, P, 3) normalised 3D (x, y, depth)."""

@@ -243,3 +243,15 @@ def test_mirrored_frames_finds_the_reflected_frame():
         best = min(minimize(cost, rng.normal(size=3) * 2).fun for _ in range(6))
         own = float(((z[i] - mean) ** 2).sum())
         assert (best < own) == bool(flags[0, i]), i
+
+
+def test_mirror_term_adds_to_the_cost():
+    trainer = Trainer(_config(iterations=4, mirror_weight=2.0), _sequence())
+    events = []
+    trainer.add_callback(events.append)
+    trainer.run()
+    assert trainer.state == "finished"
+    assert any(e.losses["mirror"] > 0 for e in events)
+    for e in events:
+        expected = e.losses["f"] + trainer.config.lam * e.losses["g"] + 2.0 * e.losses["mirror"]
+        assert e.losses["total"] == pytest.approx(expected, rel=1e-5)

@@ -30,7 +30,9 @@ tables come from ``benchmarks/prn_*.py`` with the final code):
   regions did not form (pickup: penalty 0 throughout, 0.0535 with vs 0.0539 without), and
   with the small random initial depths the term sees half of the frames as mirrored and can
   hold the network at flat depth (yoga, 3000 steps: 0.38 with 0.5, 0.08 without), so it is
-  off by default.
+  off by default. Neither choice is reliable on every sequence: in the final benchmark without
+  it pickup stayed near flat depth (0.31) and drink/stretch reached only 0.10, while with 0.5
+  yoga stayed flat (0.38) and the others reached 0.029-0.058 (README, prn_nrsfm tables).
 - The network's xy output is the input plus a correction and its output layers start at zero
   (see :mod:`engine.prn.model`).
 """

@@ -23,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Laplacian handle editing, Procrustean Regression Network training, reconstruction "
         "comparison and PCA deformation modes. With no command it opens the window.",
     )
-    parser.add_argument("--mesh", metavar="FILE", help="open this mesh (PLY/OBJ/STL/VTK) in the editor")
+    parser.add_argument(
+        "--mesh", metavar="FILE", help="open this mesh (PLY/OBJ/STL/VTK) in the editor"
+    )
     parser.add_argument("--checkpoint", metavar="CKPT", help="load this PRN checkpoint in the app")
     parser.add_argument("--handles", type=int, metavar="K", help="number of handles on the mesh")
     sub = parser.add_subparsers(dest="command", title="commands (batch work, no window)")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import pickle
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +137,16 @@ _REQUIRED = {
 }
 
 
+def _load_failure(path: Path, exc: Exception) -> str:
+    """Why ``torch.load`` refused ``path``, in words (torch's own message is pages long)."""
+    if not zipfile.is_zipfile(path):
+        return "not a torch file (damaged, truncated, or another format)"
+    if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc):
+        # weights_only refuses arbitrary objects: a checkpoint is untrusted input.
+        return "it holds Python objects other than tensors and plain data (refused as unsafe)"
+    return "a damaged torch file"
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read and validate a checkpoint written by :func:`save_checkpoint`.
 
@@ -148,10 +160,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file can make the unpickler fail in any way
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"not a readable PRN checkpoint (damaged, or not a torch file: {first[:120]})",
-            path=path,
+            f"not a readable PRN checkpoint: {_load_failure(path, exc)}", path=path
         ) from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
         raise CheckpointError(

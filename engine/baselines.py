@@ -27,28 +27,18 @@ from collections.abc import Callable
 import numpy as np
 from scipy.optimize import least_squares
 
+from engine.data.normalize import checked_points2d
 from engine.errors import DataError
 
 
 def _check_2d(points2d: np.ndarray, visibility: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    p = np.asarray(points2d, dtype=np.float64)
-    if p.ndim != 3 or p.shape[2] != 2 or p.shape[0] < 1 or p.shape[1] < 3:
+    shape = np.shape(points2d)
+    if len(shape) != 3 or shape[2] != 2 or shape[0] < 1 or shape[1] < 3:
         raise DataError(
-            f"expected an (F, P, 2) array with F >= 1, P >= 3, got shape {p.shape}",
+            f"expected an (F, P, 2) array with F >= 1, P >= 3, got shape {shape}",
             field="points2d",
         )
-    if visibility is None:
-        vis = np.ones(p.shape[:2], bool)
-    else:
-        vis = np.asarray(visibility, dtype=bool)
-        if vis.shape != p.shape[:2]:
-            raise DataError(
-                f"expected shape {p.shape[:2]} to match points2d, got {vis.shape}",
-                field="visibility",
-            )
-    p = np.where(vis[..., None], p, 0.0)
-    if not np.isfinite(p).all():
-        raise DataError("visible 2D points must be finite", field="points2d")
+    p, vis = checked_points2d(points2d, visibility)
     if (vis.sum(axis=1) < 1).any():
         raise DataError("every frame needs at least one visible point", field="visibility")
     return p, vis

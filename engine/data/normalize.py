@@ -22,6 +22,40 @@ from engine.errors import DataError
 _DEGENERATE_RTOL = 1e-12
 
 
+def checked_points2d(
+    points2d: np.ndarray, visibility: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate 2D keypoints and their visibility mask.
+
+    Args:
+        points2d: (F, P, 2) float, any units. Values of missing points are ignored (may be NaN).
+        visibility: (F, P) bool, False = missing, or None (all visible).
+
+    Returns:
+        points: (F, P, 2) float64 with missing points set to 0.
+        visibility: (F, P) bool.
+
+    Raises:
+        DataError: wrong shapes or non-finite visible points (field named).
+    """
+    p = np.asarray(points2d, dtype=np.float64)
+    if p.ndim != 3 or p.shape[2] != 2:
+        raise DataError(f"expected shape (F, P, 2), got {p.shape}", field="points2d")
+    if visibility is None:
+        vis = np.ones(p.shape[:2], bool)
+    else:
+        vis = np.asarray(visibility, dtype=bool)
+        if vis.shape != p.shape[:2]:
+            raise DataError(
+                f"expected shape {p.shape[:2]} to match points2d, got {vis.shape}",
+                field="visibility",
+            )
+    p = np.where(vis[..., None], p, 0.0)
+    if not np.isfinite(p).all():
+        raise DataError("visible 2D points must be finite", field="points2d")
+    return p, vis
+
+
 def normalize_2d(
     points2d: np.ndarray, visibility: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -41,22 +75,8 @@ def normalize_2d(
     Raises:
         DataError: wrong shapes or non-finite visible points.
     """
-    p = np.asarray(points2d, dtype=np.float64)
-    if p.ndim != 3 or p.shape[2] != 2:
-        raise DataError(f"expected shape (F, P, 2), got {p.shape}", field="points2d")
-    if visibility is None:
-        vis = np.ones(p.shape[:2], bool)
-    else:
-        vis = np.asarray(visibility, dtype=bool)
-        if vis.shape != p.shape[:2]:
-            raise DataError(
-                f"expected shape {p.shape[:2]} to match points2d, got {vis.shape}",
-                field="visibility",
-            )
+    p, vis = checked_points2d(points2d, visibility)
     w = vis[..., None].astype(np.float64)
-    p = np.where(vis[..., None], p, 0.0)
-    if not np.isfinite(p).all():
-        raise DataError("visible 2D points must be finite", field="points2d")
     count = vis.sum(axis=1)
     center = (p * w).sum(axis=1) / np.maximum(count, 1)[:, None]
     centred = (p - center[:, None, :]) * w

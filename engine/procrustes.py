@@ -1,5 +1,7 @@
 """Generalised Procrustes alignment (rotation only) with PRN's implicit analytic gradient.
 
+(Optionally reflections too: ``align(..., reflections=True)``, see :func:`align`.)
+
 ``align`` removes each frame's translation and rotates every frame onto the mean of the aligned
 set (the official PRN iteration: the first shape is the first reference, then the mean; one SVD
 per frame with the det < 0 fix). Its backward pass is the vector-Jacobian product of PRN's
@@ -109,10 +111,15 @@ def _inv3(M: Tensor) -> Tensor:
     return cols / _det3(M)[..., None, None]
 
 
-def _kabsch(H: Tensor) -> Tensor:
-    """Proper rotations R maximising tr(R H) for H (..., 3, 3): R = V diag(1, 1, d) U^T."""
+def _kabsch(H: Tensor, reflections: bool = False) -> Tensor:
+    """Proper rotations R maximising tr(R H) for H (..., 3, 3): R = V diag(1, 1, d) U^T.
+
+    With ``reflections`` the maximiser over all orthogonal matrices, R = V U^T (det +-1).
+    """
     U, _, Vh = torch.linalg.svd(H)
     V = Vh.transpose(-1, -2)
+    if reflections:
+        return V @ U.transpose(-1, -2)
     d = torch.sign(_det3(V @ U.transpose(-1, -2)))
     # det of an orthogonal matrix is +-1; sign(0) cannot occur but keep it a proper rotation.
     d = torch.where(d == 0, torch.ones_like(d), d)
@@ -130,7 +137,9 @@ def _rotate(Y: Tensor, R: Tensor) -> Tensor:
     return Y @ R.transpose(-1, -2)
 
 
-def _gpa_rotations(Y: Tensor, tol: float, max_iter: int) -> tuple[Tensor, Tensor]:
+def _gpa_rotations(
+    Y: Tensor, tol: float, max_iter: int, reflections: bool = False
+) -> tuple[Tensor, Tensor]:
     """The official iteration on centred frames Y (G, n, P, 3), without autograd.
 
     Returns the gauge-fixed rotations (G, n, 3, 3) and the number of iterations each group used
@@ -145,7 +154,7 @@ def _gpa_rotations(Y: Tensor, tol: float, max_iter: int) -> tuple[Tensor, Tensor
     done = torch.zeros(G, dtype=torch.bool, device=Y.device)
     iters = torch.zeros(G, dtype=torch.int64, device=Y.device)
     for _ in range(max_iter):
-        R_new = _kabsch(Y.transpose(-1, -2) @ ref[:, None])
+        R_new = _kabsch(Y.transpose(-1, -2) @ ref[:, None], reflections)
         R = torch.where(done[:, None, None, None], R, R_new)
         iters = iters + (~done).long()
         mean = _rotate(Y, R).mean(dim=1)
@@ -300,9 +309,9 @@ def align_vjp(Z: Tensor, R: Tensor, grad_Z: Tensor, method: str = "auto") -> Ten
 
 class _AlignFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, X: Tensor, tol: float, max_iter: int, method: str):  # type: ignore[override]
+    def forward(ctx, X: Tensor, tol: float, max_iter: int, method: str, reflections: bool):  # type: ignore[override]
         Y = X - X.mean(dim=2, keepdim=True)
-        R, _ = _gpa_rotations(Y, tol, max_iter)
+        R, _ = _gpa_rotations(Y, tol, max_iter, reflections)
         Z = _rotate(Y, R)
         ctx.save_for_backward(Z, R)
         ctx.method = method
@@ -313,8 +322,8 @@ class _AlignFunction(torch.autograd.Function):
     def backward(ctx, grad_Z: Tensor, grad_R: Tensor | None):  # type: ignore[override]
         Z, R = ctx.saved_tensors
         if grad_Z is None:
-            return None, None, None, None
-        return align_vjp(Z, R, grad_Z, ctx.method), None, None, None
+            return None, None, None, None, None
+        return align_vjp(Z, R, grad_Z, ctx.method), None, None, None, None
 
 
 def align(
@@ -323,6 +332,7 @@ def align(
     tol: float | None = None,
     max_iter: int = 100,
     backward_solver: str = "auto",
+    reflections: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Generalised Procrustes alignment (translation and rotation, no scale) of groups of frames.
 
@@ -337,6 +347,12 @@ def align(
             (:func:`align_iterations` reports the sweeps used).
         backward_solver: ``"auto"``, ``"dense"`` or ``"woodbury"`` (see :func:`align_vjp`);
             only changes how the gradient is computed, not its value.
+        reflections: allow each frame an orthogonal matrix with det -1 (a reflection) as well
+            as a rotation (the Kabsch step without the det < 0 fix), so a mirror image of a
+            shape aligns onto it. The gradient formula is unchanged: near a reflection
+            ``R_i = Q S`` (S fixed) the alignment is locally a rotation of ``X_i S``, and the
+            optimality condition ``skew(Z_k^T W) = 0`` and the gauge ``R_1 = I`` are the same.
+            Default False: proper rotations only.
 
     Returns:
         X_aligned: same shape and dtype as ``X``: frame i centred then rotated,
@@ -344,7 +360,8 @@ def align(
             frame of each group keeps its orientation). Differentiable with respect to ``X``
             through PRN's implicit gradient (module docstring); the gradient treats the
             alignment as exactly converged.
-        R: proper rotations (n_f, 3, 3) or (G, n_f, 3, 3), det +1. Returned DETACHED: no
+        R: proper rotations (n_f, 3, 3) or (G, n_f, 3, 3), det +1 (det +-1 with
+            ``reflections``). Returned DETACHED: no
             gradient flows through ``R``; differentiate through ``X_aligned``.
 
     Raises:
@@ -357,7 +374,7 @@ def align(
         tol = default_tol(X.dtype)
     batched = X.dim() == 4
     Xg = X if batched else X.unsqueeze(0)
-    Z, R = _AlignFunction.apply(Xg, float(tol), int(max_iter), backward_solver)
+    Z, R = _AlignFunction.apply(Xg, float(tol), int(max_iter), backward_solver, bool(reflections))
     if not batched:
         Z, R = Z.squeeze(0), R.squeeze(0)
     return Z, R

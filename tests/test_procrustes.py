@@ -242,3 +242,56 @@ def test_cuda_matches_cpu(solver: str) -> None:
         out[device] = (Z.cpu(), grad.cpu())
     torch.testing.assert_close(out["cuda"][0], out["cpu"][0], atol=1e-10, rtol=0)
     torch.testing.assert_close(out["cuda"][1], out["cpu"][1], atol=1e-8, rtol=0)
+
+
+def mirrored_group(seed: int) -> torch.Tensor:
+    """A (2, 4, 5, 3) group in which some frames are mirror images (depth negated)."""
+    X = shape_group(2, 4, 5, seed=seed)
+    X[0, 1:3, :, 2] *= -1
+    X[1, 2, :, 2] *= -1
+    X[1, 3, :, 0] *= -1
+    return X
+
+
+def test_reflections_align_mirror_images_and_keep_the_gauge() -> None:
+    X = shape_group(1, 5, 6, seed=20, noise=0.0)[0]
+    Xm = X.clone()
+    Xm[2, :, 2] *= -1  # frame 3 is the mirror image of the (noise-free) base shape
+    Z, R = align(Xm, reflections=True, **TIGHT)
+    eye = torch.eye(3, dtype=torch.float64)
+    torch.testing.assert_close(R @ R.transpose(-1, -2), eye.expand_as(R), atol=1e-12, rtol=0)
+    torch.testing.assert_close(R[0], eye, atol=1e-13, rtol=0)
+    torch.testing.assert_close(torch.linalg.det(R)[2], torch.tensor(-1.0, dtype=torch.float64))
+    # All frames coincide: the nuclear norm is that of one shape (rank 1), unlike proper rotations.
+    torch.testing.assert_close(Z, Z[:1].expand_as(Z), atol=1e-9, rtol=0)
+    Zp, Rp = align(Xm, **TIGHT)
+    assert bool((torch.linalg.det(Rp) > 0).all())
+    assert float(nuclear_norm(Zp)) > float(nuclear_norm(Z)) + 0.1
+    # Default stays proper rotations (same result as before the option existed).
+    Z0, R0 = align(Xm, reflections=False, **TIGHT)
+    assert torch.equal(Z0, Zp) and torch.equal(R0, Rp)
+
+
+@pytest.mark.parametrize("solver", ["dense", "woodbury"])
+def test_reflections_gradcheck_against_finite_differences(solver: str) -> None:
+    X = mirrored_group(seed=21).requires_grad_()
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return align(x, backward_solver=solver, reflections=True, **TIGHT)[0]
+
+    _, R = align(X.detach(), reflections=True, **TIGHT)
+    assert bool((torch.linalg.det(R) < 0).any())  # the test exercises reflected frames
+    assert torch.autograd.gradcheck(f, (X,), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_reflections_gradient_of_the_nuclear_norm_matches_a_central_difference() -> None:
+    X = mirrored_group(seed=22)
+    d = torch.randn(X.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(23))
+    Xg = X.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(nuclear_norm(align(Xg, reflections=True, **TIGHT)[0]).sum(), Xg)
+    h = 1e-6
+    with torch.no_grad():
+        plus = nuclear_norm(align(X + h * d, reflections=True, **TIGHT)[0]).sum()
+        minus = nuclear_norm(align(X - h * d, reflections=True, **TIGHT)[0]).sum()
+    fd = (plus - minus) / (2 * h)
+    torch.testing.assert_close((grad * d).sum(), fd, atol=1e-7, rtol=1e-6)

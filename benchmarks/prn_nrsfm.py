@@ -43,6 +43,12 @@ def main() -> int:
     from engine.data import load_dataset
     from engine.prn import TrainConfig, Trainer
     from engine.prn.reconstruct import evaluate_methods
+    from engine.prn.training import (
+        SEQUENCE_GROUP,
+        SEQUENCE_LR_SCALE,
+        SEQUENCE_LR_STEP,
+        SEQUENCE_MAX_FRAMES,
+    )
 
     names = (
         args.sequences.split(",") if args.sequences else sorted(p.stem for p in DATA.glob("*.mat"))
@@ -78,7 +84,9 @@ def main() -> int:
     print(
         f"PRN default settings: hidden {defaults.hidden}, {args.iterations or defaults.iterations} "
         f"iterations, lambda {defaults.lam}, lr {defaults.lr:g}, batch {defaults.batch_size} "
-        f"(groups of {defaults.group_size})"
+        f"(groups of {defaults.group_size}); sequences of at most {SEQUENCE_MAX_FRAMES} frames "
+        f"train in sequence mode: one group of min(frames, {SEQUENCE_GROUP}), reflections "
+        f"allowed, lr x{SEQUENCE_LR_SCALE:g} halved every {SEQUENCE_LR_STEP} steps"
     )
     classic_label = rows[0][7] if rows else "classic"
     print(

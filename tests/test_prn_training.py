@@ -255,3 +255,33 @@ def test_mirror_term_adds_to_the_cost():
     for e in events:
         expected = e.losses["f"] + trainer.config.lam * e.losses["g"] + 2.0 * e.losses["mirror"]
         assert e.losses["total"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_sequence_mode_uses_one_group_with_reflections(monkeypatch):
+    """Small data trains in sequence mode: one group of min(frames, SEQUENCE_GROUP) frames,
+    reflection-invariant alignment, SEQUENCE_LR_SCALE * lr; larger data trains as configured."""
+    import engine.prn.training as training
+
+    calls = []
+    real_align = training.align
+
+    def spy(x, **kw):
+        calls.append((tuple(x.shape), kw.get("reflections", False)))
+        return real_align(x, **kw)
+
+    monkeypatch.setattr(training, "align", spy)
+    cfg = _config(iterations=2, eval_every=100)
+    trainer = Trainer(cfg, _sequence(frames=20))
+    assert trainer.sequence_mode
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(
+        training.SEQUENCE_LR_SCALE * cfg.lr
+    )
+    trainer.run()
+    assert calls and all(shape[:2] == (1, 20) and refl for shape, refl in calls)
+    calls.clear()
+    monkeypatch.setattr(training, "SEQUENCE_MAX_FRAMES", 10)
+    trainer = Trainer(cfg, _sequence(frames=20))
+    assert not trainer.sequence_mode
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(cfg.lr)
+    trainer.run()
+    assert calls and all(shape[:2] == (2, 8) and not refl for shape, refl in calls)

@@ -43,12 +43,6 @@ def main() -> int:
     from engine.data import load_dataset
     from engine.prn import TrainConfig, Trainer
     from engine.prn.reconstruct import evaluate_methods
-    from engine.prn.training import (
-        SEQUENCE_GROUP,
-        SEQUENCE_LR_SCALE,
-        SEQUENCE_LR_STEP,
-        SEQUENCE_MAX_FRAMES,
-    )
 
     names = (
         args.sequences.split(",") if args.sequences else sorted(p.stem for p in DATA.glob("*.mat"))
@@ -56,14 +50,20 @@ def main() -> int:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}"
     )
-    defaults = TrainConfig()
     rows = []
+    settings = ""
     for name in names:
         seq = load_dataset(str(DATA / f"{name}.mat"))
         cfg = TrainConfig(data=str(DATA / f"{name}.mat"), seed=args.seed, eval_every=10**9)
         if args.iterations:
             cfg.iterations = args.iterations
         trainer = Trainer(cfg, seq)
+        used = trainer.config
+        settings = (
+            f"hidden {used.hidden}, {used.iterations} iterations, lambda {used.lam}, lr "
+            f"{used.lr:g} x{used.lr_decay:g} every {used.lr_step} steps, reflections "
+            f"{'on' if used.reflections else 'off'}; batch = one alignment group of the size shown"
+        )
         start = time.perf_counter()
         trainer.run()
         seconds = time.perf_counter() - start
@@ -74,29 +74,26 @@ def main() -> int:
         classic_name = next(k for k in res if k not in ("PRN", "zero_depth"))
         prn, zero, classic = (res[k]["e3d"] for k in ("PRN", "zero_depth", classic_name))
         ok = prn <= 0.5 * zero and prn < classic and seconds <= 300
-        rows.append((name, seq.num_frames, prn, zero, classic, seconds, ok, classic_name))
+        rows.append(
+            (name, seq.num_frames, used.group_size, prn, zero, classic, seconds, ok, classic_name)
+        )
         print(
             f"  {name}: PRN {prn:.4f}, zero depth {zero:.4f}, classic {classic:.4f}, {seconds:.0f} s",
             flush=True,
         )
 
     print()
+    print(f"PRN default settings as resolved for these sequences: {settings}")
+    classic_label = rows[0][8] if rows else "classic"
     print(
-        f"PRN default settings: hidden {defaults.hidden}, {args.iterations or defaults.iterations} "
-        f"iterations, lambda {defaults.lam}, lr {defaults.lr:g}, batch {defaults.batch_size} "
-        f"(groups of {defaults.group_size}); sequences of at most {SEQUENCE_MAX_FRAMES} frames "
-        f"train in sequence mode: one group of min(frames, {SEQUENCE_GROUP}), reflections "
-        f"allowed, lr x{SEQUENCE_LR_SCALE:g} halved every {SEQUENCE_LR_STEP} steps"
+        f"| sequence | frames | group | PRN e3D | zero-depth e3D | {classic_label} e3D | "
+        "PRN / zero | PRN train time (s) | target met |"
     )
-    classic_label = rows[0][7] if rows else "classic"
-    print(
-        f"| sequence | frames | PRN e3D | zero-depth e3D | {classic_label} e3D | PRN / zero | "
-        "PRN train time (s) | target met |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for name, frames, prn, zero, classic, seconds, ok, _ in rows:
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, frames, group, prn, zero, classic, seconds, ok, _ in rows:
         print(
-            f"| {name} | {frames} | {prn:.4f} | {zero:.4f} | {classic:.4f} | {prn / zero:.2f} | {seconds:.0f} | {'yes' if ok else 'no'} |"
+            f"| {name} | {frames} | {group} | {prn:.4f} | {zero:.4f} | {classic:.4f} | "
+            f"{prn / zero:.2f} | {seconds:.0f} | {'yes' if ok else 'no'} |"
         )
     return 0
 

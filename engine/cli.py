@@ -24,7 +24,7 @@ _DATA_HELP = (
 
 def register_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train``, ``reconstruct`` and ``evaluate`` sub-commands; each sets ``func``."""
-    from engine.prn.config import TrainConfig
+    from engine.prn.config import SEQUENCE_MAX_FRAMES, TrainConfig
 
     d = TrainConfig()
     p = subparsers.add_parser(
@@ -82,9 +82,10 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lr",
         type=float,
-        default=d.lr,
+        default=None,
         metavar="LR",
-        help=f"Adam start learning rate (default {d.lr:g})",
+        help="Adam start learning rate (default: 1e-3 halved every 1000 steps for data of at "
+        f"most {SEQUENCE_MAX_FRAMES} frames, else 1e-4 x0.8 every 5000 steps)",
     )
     p.add_argument(
         "--eval-every",
@@ -226,10 +227,12 @@ def _train(args: argparse.Namespace) -> int:
         autosave_path=out,
         autosave_every=args.autosave_every or config.iterations,
     )
+    used = trainer.config
     print(
-        f"training PRN (hidden {config.hidden}, lambda {config.lam:g}) on {config.data}: "
-        f"{sequence.num_frames} frames x {sequence.num_points} points, {config.iterations} "
-        f"steps on {trainer.device}",
+        f"training PRN (hidden {used.hidden}, lambda {used.lam:g}, lr {used.lr:g}, batch "
+        f"{used.batch_size} in groups of {used.group_size}, reflections "
+        f"{'on' if used.reflections else 'off'}) on {used.data}: {sequence.num_frames} frames x "
+        f"{sequence.num_points} points, {used.iterations} steps on {trainer.device}",
         file=sys.stderr,
     )
     bar = tqdm(total=config.iterations, unit="step", file=sys.stderr, dynamic_ncols=True)

@@ -37,17 +37,38 @@ def test_defaults_are_valid_and_round_trip():
         ("weight_decay", -0.1),
         ("lr_decay", 1.5),
         ("lr_step", 0),
+        ("reflections", "yes"),
         ("eval_every", 0),
         ("preview_frame", -1),
         ("iterations", True),
     ],
 )
 def test_invalid_field_is_named(field, value):
-    cfg = dataclasses.replace(TrainConfig(), **{field: value})
+    cfg = dataclasses.replace(TrainConfig(group_size=128), **{field: value})
     with pytest.raises(InputError) as info:
         cfg.validate()
     assert info.value.field == field
     assert field in str(info.value)
+
+
+def test_resolved_fills_only_automatic_fields():
+    short, long = TrainConfig().resolved(357), TrainConfig().resolved(20000)
+    assert (short.batch_size, short.group_size, short.lr, short.reflections) == (
+        357,
+        357,
+        1e-3,
+        True,
+    )
+    assert (long.batch_size, long.group_size, long.lr, long.reflections) == (256, 128, 1e-4, False)
+    assert TrainConfig().resolved(5000).group_size == 128
+    assert TrainConfig().resolved(1500).batch_size == 512
+    mine = TrainConfig(group_size=100, lr=3e-4, reflections=False).resolved(20000)
+    assert (mine.batch_size, mine.group_size, mine.lr, mine.reflections) == (200, 100, 3e-4, False)
+    short.validate()
+    long.validate()
+    with pytest.raises(InputError) as info:
+        TrainConfig(batch_size=100).resolved(20000).validate()
+    assert info.value.field == "batch_size"
 
 
 def test_from_dict_rejects_unknown_and_missing_keys():

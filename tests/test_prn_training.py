@@ -103,7 +103,8 @@ def test_resume_from_checkpoint_is_exact(tmp_path):
     for k, v in straight.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[k], v), k
     ckpt = load_checkpoint(tmp_path / "half.pt")
-    assert ckpt.config == cfg and ckpt.step == 5
+    assert ckpt.config == cfg.resolved(seq.num_frames) and ckpt.step == 5
+    assert ckpt.requested_config() == cfg
     assert ckpt.data_description["num_points"] == 8
 
 
@@ -257,9 +258,11 @@ def test_mirror_term_adds_to_the_cost():
         assert e.losses["total"] == pytest.approx(expected, rel=1e-5)
 
 
-def test_sequence_mode_uses_one_group_with_reflections(monkeypatch):
-    """Small data trains in sequence mode: one group of min(frames, SEQUENCE_GROUP) frames,
-    reflection-invariant alignment, SEQUENCE_LR_SCALE * lr; larger data trains as configured."""
+def test_automatic_settings_follow_the_data_size(monkeypatch, tmp_path):
+    """Automatic fields resolve to one whole-sequence group with reflections and lr 1e-3 for a
+    short sequence, to batches of groups without reflections for large data; explicit values
+    are used as given; checkpoints keep the resolved settings and the requested ones."""
+    import engine.prn.config as config_module
     import engine.prn.training as training
 
     calls = []
@@ -270,18 +273,46 @@ def test_sequence_mode_uses_one_group_with_reflections(monkeypatch):
         return real_align(x, **kw)
 
     monkeypatch.setattr(training, "align", spy)
-    cfg = _config(iterations=2, eval_every=100)
-    trainer = Trainer(cfg, _sequence(frames=20))
-    assert trainer.sequence_mode
-    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(
-        training.SEQUENCE_LR_SCALE * cfg.lr
-    )
+    auto = dict(batch_size=None, group_size=None, lr=None, iterations=2, eval_every=100)
+    trainer = Trainer(_config(**auto), _sequence(frames=20))
+    used = trainer.config
+    assert (used.batch_size, used.group_size, used.reflections) == (20, 20, True)
+    assert (used.lr, used.lr_step, used.lr_decay) == (1e-3, 1000, 0.5)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
     trainer.run()
     assert calls and all(shape[:2] == (1, 20) and refl for shape, refl in calls)
+    path = tmp_path / "auto.pt"
+    trainer.save_checkpoint(path)
+    ckpt = load_checkpoint(path)
+    assert ckpt.config == used
+    assert ckpt.requested_config().group_size is None
+    assert ckpt.requested_config().reflections is None
+
     calls.clear()
-    monkeypatch.setattr(training, "SEQUENCE_MAX_FRAMES", 10)
-    trainer = Trainer(cfg, _sequence(frames=20))
-    assert not trainer.sequence_mode
-    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(cfg.lr)
-    trainer.run()
+    monkeypatch.setattr(config_module, "SEQUENCE_MAX_FRAMES", 10)
+    trainer = Trainer(_config(**auto), _sequence(frames=300))
+    used = trainer.config
+    assert (used.batch_size, used.group_size, used.reflections) == (256, 128, False)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+    calls.clear()
+    explicit = Trainer(_config(iterations=2, reflections=False), _sequence(frames=20))
+    assert (explicit.config.batch_size, explicit.config.group_size) == (16, 8)
+    assert explicit.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    explicit.run()
     assert calls and all(shape[:2] == (2, 8) and not refl for shape, refl in calls)
+
+
+def test_checkpoints_without_newer_fields_load_as_trained(tmp_path):
+    """A checkpoint written before ``reflections`` existed resumes without reflections."""
+    trainer = Trainer(_config(iterations=2), _sequence())
+    trainer.run()
+    path = tmp_path / "old.pt"
+    trainer.save_checkpoint(path)
+    raw = torch.load(path, weights_only=True)
+    del raw["config"]["reflections"]
+    del raw["extra"]["requested_config"]
+    torch.save(raw, path)
+    ckpt = load_checkpoint(path)
+    assert ckpt.config.reflections is False
+    assert ckpt.requested_config() == ckpt.config

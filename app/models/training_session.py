@@ -255,6 +255,7 @@ class TrainingSession(QObject):
         if self.sequence is None:
             raise RuntimeError("load a data set first")
         config.validate()
+        config.resolved(self.sequence.num_frames).validate()
         if config.preview_frame >= self.sequence.num_frames:
             raise InputError(
                 f"expected a frame index below {self.sequence.num_frames}, got {config.preview_frame}",

@@ -82,23 +82,30 @@ FIELD_LABELS = {
     "eval_every": "Evaluate every",
     "preview_frame": "Preview frame",
     "device": "Device",
+    "reflections": "Reflections in g",
 }
 
 
-def form_fields() -> list[tuple[str, str, type]]:
-    """``(field, label, int | float | str)`` for every TrainConfig field but ``data``."""
+def form_fields() -> list[tuple[str, str, type, bool]]:
+    """``(field, label, kind, automatic)`` for every TrainConfig field but ``data``: kind is
+    int, float, bool or str (from the field's annotation); ``automatic`` fields may be left
+    empty (None: the engine chooses, see ``TrainConfig.resolved``)."""
     from engine.prn.config import TrainConfig
 
     rows = []
     for f in dataclasses.fields(TrainConfig):
         if f.name == "data":
             continue
-        default = f.default
-        kind = int if isinstance(default, int) and not isinstance(default, bool) else float
-        if default is None or isinstance(default, str):
-            kind = str
-        rows.append((f.name, FIELD_LABELS.get(f.name, f.name.replace("_", " ").capitalize()), kind))
+        annotation = str(f.type)
+        kind = next((k for k in (bool, int, float) if k.__name__ in annotation), str)
+        automatic = "None" in annotation and kind is not str
+        label = FIELD_LABELS.get(f.name, f.name.replace("_", " ").capitalize())
+        rows.append((f.name, label, kind, automatic))
     return rows
+
+
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True}
+_BOOL_WORDS |= {"false": False, "no": False, "off": False, "0": False}
 
 
 def default_edges(sequence) -> np.ndarray | None:
@@ -295,11 +302,13 @@ class TrainingWorkspace(QWidget):
         self.form_fields = form_fields()
         self.fields: dict[str, QLineEdit] = {}
         self.field_errors: dict[str, QLabel] = {}
-        for name, label, _kind in self.form_fields:
+        for name, label, _kind, automatic in self.form_fields:
             edit = QLineEdit()
             edit.setObjectName(f"field_{name}")
             if name == "device":
                 edit.setPlaceholderText("auto (cpu / cuda)")
+            elif automatic:
+                edit.setPlaceholderText("auto")
             error = QLabel()
             error.setStyleSheet("color: #c0392b;")
             error.setWordWrap(True)
@@ -496,6 +505,7 @@ class TrainingWorkspace(QWidget):
         return True
 
     def _on_sequence(self, sequence) -> None:
+        self._show_automatic_values()
         self._edges = default_edges(sequence)
         self.data_panel.show_sequence(sequence, self.session.data_spec)
         self.frame_bar.set_count(sequence.num_frames)
@@ -513,10 +523,28 @@ class TrainingWorkspace(QWidget):
 
     # ------------------------------------------------------------------ form
     def _fill_form(self, config) -> None:
-        for name, _label, _kind in self.form_fields:
+        for name, _label, _kind, _automatic in self.form_fields:
             value = getattr(config, name)
-            self.fields[name].setText("" if value is None else str(value))
+            self.fields[name].setText("" if value is None else str(value).lower())
         self._clear_errors()
+        self._show_automatic_values()
+
+    def _show_automatic_values(self) -> None:
+        """Empty automatic fields show what the engine will choose for the loaded data."""
+        from engine.prn.config import TrainConfig
+
+        sequence = self.session.sequence
+        resolved = None
+        if sequence is not None:
+            try:
+                resolved = self.read_config().resolved(sequence.num_frames)
+            except InputError:
+                resolved = TrainConfig().resolved(sequence.num_frames)
+        for name, _label, _kind, automatic in self.form_fields:
+            if automatic:
+                value = None if resolved is None else getattr(resolved, name)
+                hint = "auto" if value is None else f"auto: {str(value).lower()}"
+                self.fields[name].setPlaceholderText(hint)
 
     def _clear_errors(self) -> None:
         for name, label in self.field_errors.items():
@@ -540,10 +568,15 @@ class TrainingWorkspace(QWidget):
         from engine.prn.config import TrainConfig
 
         values: dict = {"data": self.session.data_spec or TrainConfig().data}
-        for name, _label, kind in self.form_fields:
+        for name, _label, kind, automatic in self.form_fields:
             text = self.fields[name].text().strip()
-            if kind is str:
+            if kind is str or (automatic and not text):
                 values[name] = text or None
+                continue
+            if kind is bool:
+                if text.lower() not in _BOOL_WORDS:
+                    raise InputError(f"expected true or false, got {text!r}", field=name)
+                values[name] = _BOOL_WORDS[text.lower()]
                 continue
             try:
                 values[name] = int(text) if kind is int else float(text)
@@ -557,10 +590,14 @@ class TrainingWorkspace(QWidget):
     def _validate_form(self) -> bool:
         self._clear_errors()
         try:
-            self.read_config()
+            config = self.read_config()
+            if self.session.sequence is not None:
+                config.resolved(self.session.sequence.num_frames).validate()
         except InputError as exc:
             self._mark_error(exc.field, exc.problem)
             return False
+        finally:
+            self._show_automatic_values()
         return True
 
     # ------------------------------------------------------------------ run control
@@ -711,7 +748,7 @@ class TrainingWorkspace(QWidget):
         self.metrics_label.setText("Metrics: " + " · ".join(parts))
 
     def _on_checkpoint_loaded(self, checkpoint) -> None:
-        self._fill_form(checkpoint.config)
+        self._fill_form(checkpoint.requested_config())
         self.checkpoint_info.setPlainText(checkpoint_summary(checkpoint))
         self.eta_label.setText(f"Loaded checkpoint at step {checkpoint.step}.")
         self._view_mode = ""

@@ -34,7 +34,7 @@ class Checkpoint:
 
     Attributes:
         format_version: version of the file format (<= :data:`FORMAT_VERSION`).
-        config: the training settings of the run.
+        config: the training settings of the run, automatic fields resolved for its data.
         data_description: JSON-able description of the training data (source, sizes, names...).
         metrics: last evaluation metrics (e.g. ``e3d``, ``mpjpe``; may be empty).
         created: ISO 8601 time the file was written (UTC).
@@ -57,6 +57,18 @@ class Checkpoint:
     history: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
     path: str = ""
+
+    def requested_config(self) -> TrainConfig:
+        """The settings as the user gave them, automatic (None) fields kept automatic.
+
+        :attr:`config` holds the values resolved for the training data (what the run used);
+        this is what a settings form should show to train again on other data. Checkpoints
+        without it (older files) give :attr:`config`.
+        """
+        try:
+            return TrainConfig.from_dict(self.extra["requested_config"])
+        except (KeyError, TypeError, InputError, CheckpointError):
+            return self.config
 
 
 def save_checkpoint(

@@ -27,23 +27,26 @@ tables come from ``benchmarks/prn_*.py`` with the final code):
   mirrored (e3D 0.13 on pickup; 0.09 with a weight of 0.5), but with small random initial
   depths the term sees half of the frames as mirrored and can hold the network at flat depth
   (yoga: 0.38 with 0.5), so it is off. Sequence mode (below) handles mirrored frames instead.
-- Sequence mode (:mod:`engine.prn.training`; not a field, derived from the data size): data
-  of at most 2048 frames (one NRSfM sequence) trains with ONE alignment group of
-  ``min(frames, 512)`` frames per step, reflection-invariant alignment in g, and Adam at
-  ``10 * lr`` halved every 1000 steps. Measured with the defaults otherwise (3000 steps, e3D on
-  drink / face / pickup / stretch / yoga, 1 thread): groups of 128 as configured
+- Automatic settings (``None`` in the fields ``batch_size``, ``group_size``, ``lr``,
+  ``lr_decay``, ``lr_step`` and ``reflections``; :meth:`TrainConfig.resolved` fills them from
+  the number of frames, and a trainer and its checkpoints hold the resolved values). Data of at
+  most :data:`SEQUENCE_MAX_FRAMES` frames (one NRSfM sequence) trains as one sequence: ONE
+  alignment group of ``min(frames, 512)`` frames per step, reflection-invariant alignment in
+  g, Adam at lr 1e-3 halved every 1000 steps. Larger data: batches of 256 in groups of 128, no
+  reflections, lr 1e-4 x0.8 every 5000 steps. Measured with the defaults otherwise (3000 steps,
+  e3D on drink / face / pickup / stretch / yoga, 1 thread): the large-data settings
   0.103 / 0.038 / 0.306 / 0.098 / 0.080 (pickup stays at flat depth, zero depth 0.331); with
   reflections 0.033 / 0.038 / 0.303 / 0.053 / 0.096 (mirrored frames no longer pull depth
   flat); plus lr 1e-3 halved every 1000 steps 0.032 / 0.038 / 0.068 / 0.052 / 0.100; plus one
   group of min(frames, 512) 0.031 / 0.034 / 0.054 / 0.039 / 0.074. Without the decay (lr 1e-3
   constant) yoga gave 0.155; at lr 1e-4 one whole-sequence group left pickup flat (0.289);
   lam hardly matters there (yoga 0.003: 0.077, 0.01: 0.074, 0.03: 0.075). On the synthetic
-  human set (20,000 frames, held-out MPJPE 127.9 mm as configured) each of these changes
-  hurt: reflections 152.5 mm, the lr 1e-3 schedule 157.1, groups of 512 with both 154.7, hence
-  the size rule. Remaining gap to ``nrsfm_bmm`` (0.014-0.030 on these sequences): the
-  nuclear norm is only a rank proxy; on yoga the ground truth's whole-sequence nuclear norm is
-  26.4 while the trained network reaches 25.6 at f ~ 0.001, so the cost itself prefers a
-  shape that is not the ground truth.
+  human set (20,000 frames, held-out MPJPE 127.9 mm with the large-data settings) each of
+  these changes hurt: reflections 152.5 mm, the lr 1e-3 schedule 157.1, groups of 512 with
+  both 154.7, hence the size rule. Remaining gap to ``nrsfm_bmm`` (0.014-0.030 on these
+  sequences): the nuclear norm is only a rank proxy; on yoga the ground truth's
+  whole-sequence nuclear norm is 26.4 while the trained network reaches 25.6 at f ~ 0.001, so
+  the cost itself prefers a shape that is not the ground truth.
 - The network's xy output is the input plus a correction and its output layers start at zero
   (see :mod:`engine.prn.model`).
 """
@@ -56,6 +59,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import CheckpointError, InputError
+
+#: Data of at most this many frames is one sequence to reconstruct (the NRSfM setting) and gets
+#: the sequence settings of :meth:`TrainConfig.resolved`.
+SEQUENCE_MAX_FRAMES = 2048
+#: Largest alignment group of the sequence settings (whole sequences up to this length).
+SEQUENCE_GROUP = 512
+#: Fields added after format version 1 and the value that reproduces how older checkpoints
+#: were trained.
+_ADDED_FIELDS: dict[str, Any] = {"reflections": False}
 
 
 @dataclass
@@ -75,18 +87,20 @@ class TrainConfig:
             Table 1): input set to 0 and excluded from f.
         seed: seeds weight initialisation, batch sampling and missing-point selection.
         device: ``"cpu"``, ``"cuda"`` or None (CUDA when present, see :mod:`engine.device`).
-        batch_size: frames per step; a multiple of ``group_size``.
-        group_size: frames per Procrustes alignment group (n_f of g).
-        lr: Adam start learning rate.
+        batch_size: frames per step; a multiple of ``group_size``. None = automatic.
+        group_size: frames per Procrustes alignment group (n_f of g). None = automatic.
+        lr: Adam start learning rate. None = automatic.
         weight_decay: Adam L2 weight decay.
-        lr_decay: learning-rate factor applied every ``lr_step`` iterations.
-        lr_step: iterations between learning-rate decays.
-
-    Data of at most 2048 frames trains in sequence mode (module docstring and
-    :mod:`engine.prn.training`): ``batch_size``, ``group_size``, ``lr_decay`` and ``lr_step``
-    are then replaced by one group of ``min(frames, 512)``, lr x10 halved every 1000 steps.
+        lr_decay: learning-rate factor applied every ``lr_step`` iterations. None = automatic.
+        lr_step: iterations between learning-rate decays. None = automatic.
+        reflections: let the alignment in g reflect frames (mirror images align, so the
+            nuclear norm does not penalise frames whose depth sign is flipped; see
+            :func:`engine.procrustes.align`). None = automatic.
         eval_every: iterations between evaluations (metrics in the callback events).
         preview_frame: index of the training frame whose prediction events carry.
+
+    Automatic fields (None) are chosen from the data size by :meth:`resolved` (module
+    docstring); an explicit value is always used as given.
     """
 
     data: str = "synthetic:human"
@@ -97,14 +111,35 @@ class TrainConfig:
     missing_ratio: float = 0.0
     seed: int = 0
     device: str | None = None
-    batch_size: int = 256
-    group_size: int = 128
-    lr: float = 1e-4
+    batch_size: int | None = None
+    group_size: int | None = None
+    lr: float | None = None
     weight_decay: float = 1e-4
-    lr_decay: float = 0.8
-    lr_step: int = 5000
+    lr_decay: float | None = None
+    lr_step: int | None = None
+    reflections: bool | None = None
     eval_every: int = 100
     preview_frame: int = 0
+
+    def resolved(self, num_frames: int) -> TrainConfig:
+        """A copy with every automatic (None) field chosen for data of ``num_frames`` frames.
+
+        At most :data:`SEQUENCE_MAX_FRAMES` frames: one group of ``min(frames, 512)`` per step,
+        reflections, lr 1e-3 halved every 1000 steps; more: batches of 256 in groups of 128,
+        no reflections, lr 1e-4 x0.8 every 5000 steps (measured reasons: module docstring).
+        """
+        if num_frames <= SEQUENCE_MAX_FRAMES:
+            group = max(2, min(num_frames, SEQUENCE_GROUP))
+            auto: dict[str, Any] = dict(group_size=group, lr=1e-3, lr_decay=0.5, lr_step=1000)
+            auto["reflections"] = True
+        else:
+            auto = dict(group_size=128, lr=1e-4, lr_decay=0.8, lr_step=5000, reflections=False)
+        group = self.group_size if self.group_size is not None else auto["group_size"]
+        # One group per step for a sequence; otherwise batches of about 256 frames.
+        per_batch = 1 if num_frames <= SEQUENCE_MAX_FRAMES else max(1, 256 // group)
+        auto["batch_size"] = group * per_batch
+        chosen = {k: v for k, v in auto.items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **chosen)
 
     def validate(self) -> None:
         """Check every field; raise :class:`InputError` naming the first bad field."""
@@ -141,18 +176,38 @@ class TrainConfig:
             "device",
             "'cpu', 'cuda', 'cuda:N' or None",
         )
-        need(is_int(self.group_size) and self.group_size >= 2, "group_size", "an integer >= 2")
         need(
-            is_int(self.batch_size)
-            and self.batch_size >= self.group_size
-            and self.batch_size % self.group_size == 0,
-            "batch_size",
-            f"a positive multiple of group_size ({self.group_size})",
+            self.group_size is None or (is_int(self.group_size) and self.group_size >= 2),
+            "group_size",
+            "an integer >= 2 (or automatic)",
         )
-        need(is_num(self.lr) and self.lr > 0, "lr", "a finite number > 0")
+        need(
+            self.batch_size is None
+            or (
+                is_int(self.batch_size)
+                and self.batch_size >= 1
+                and (self.group_size is None or self.batch_size % self.group_size == 0)
+            ),
+            "batch_size",
+            f"a positive multiple of group_size ({self.group_size}) (or automatic)",
+        )
+        need(self.lr is None or (is_num(self.lr) and self.lr > 0), "lr", "a finite number > 0")
         need(is_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0")
-        need(is_num(self.lr_decay) and 0 < self.lr_decay <= 1, "lr_decay", "a number in (0, 1]")
-        need(is_int(self.lr_step) and self.lr_step >= 1, "lr_step", "an integer >= 1")
+        need(
+            self.lr_decay is None or (is_num(self.lr_decay) and 0 < self.lr_decay <= 1),
+            "lr_decay",
+            "a number in (0, 1]",
+        )
+        need(
+            self.lr_step is None or (is_int(self.lr_step) and self.lr_step >= 1),
+            "lr_step",
+            "an integer >= 1",
+        )
+        need(
+            self.reflections is None or isinstance(self.reflections, bool),
+            "reflections",
+            "true, false or automatic",
+        )
         need(is_int(self.eval_every) and self.eval_every >= 1, "eval_every", "an integer >= 1")
         need(
             is_int(self.preview_frame) and self.preview_frame >= 0,
@@ -180,6 +235,7 @@ class TrainConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise CheckpointError(f"unknown training setting(s) {unknown}", field="config")
+        d = {**_ADDED_FIELDS, **d}
         missing = sorted(names - set(d))
         if missing:
             raise CheckpointError(f"missing training setting(s) {missing}", field="config")

@@ -11,18 +11,14 @@ Cost per batch (seed 000, eq. 1): ``J = sum_i f(X_i) + lam * sum_groups g(align(
 ``g`` the nuclear norm of each Procrustes-aligned group of ``group_size`` frames; inputs are
 normalised per frame (centre, divide by the 2D Frobenius norm).
 
-Sequence mode (derived from the data size): when the data has at most
-``SEQUENCE_MAX_FRAMES`` frames (one object's sequence, the NRSfM setting), every step is ONE
-alignment group of ``min(frames, SEQUENCE_GROUP)`` frames (the whole sequence when it fits, so
-g is the classic low-rank prior of the sequence; ``batch_size`` and ``group_size`` are not
-used); the alignment allows a
-reflection per frame (``align(..., reflections=True)``: orthographic 2D cannot tell a shape from
-its mirror image, so a frame whose depth sign is flipped relative to the others is aligned onto
-them instead of being penalised by the nuclear norm, which pushes mixed-sign groups towards flat
-depth; evaluation picks the depth sign per frame anyway); and Adam starts at
-``SEQUENCE_LR_SCALE * lr``, multiplied by ``SEQUENCE_LR_DECAY`` every ``SEQUENCE_LR_STEP``
-steps (``lr_step`` and ``lr_decay`` are not used). Measured reasons are in
-:mod:`engine.prn.config`. Larger data (e.g. the synthetic set) trains exactly as configured.
+Automatic settings: fields left None in the config (batch and group size, learning-rate
+schedule, reflections) are chosen from the number of frames by
+:meth:`~engine.prn.config.TrainConfig.resolved` when the trainer is built; :attr:`Trainer.config`
+and the checkpoints hold the resolved values. With ``reflections`` the alignment inside g may
+reflect each frame (orthographic 2D cannot tell a shape from its mirror image, so a frame whose
+depth sign is flipped relative to the others is aligned onto them instead of being penalised by
+the nuclear norm, which pushes mixed-sign groups towards flat depth; evaluation picks the depth
+sign per frame anyway).
 
 Determinism and exact resume: weights are initialised from ``config.seed`` without touching the
 global torch RNG; the loop draws no torch randomness (no dropout), and batches come from the
@@ -61,13 +57,6 @@ from engine.procrustes import align
 EVAL_MAX_FRAMES = 4096
 #: A step whose total loss exceeds this multiple of the first step's loss counts as divergence.
 DIVERGENCE_FACTOR = 1e4
-#: Sequence mode (module docstring): largest data, group size, learning-rate factor, decay
-#: interval and decay factor.
-SEQUENCE_MAX_FRAMES = 2048
-SEQUENCE_GROUP = 512
-SEQUENCE_LR_SCALE = 10.0
-SEQUENCE_LR_STEP = 1000
-SEQUENCE_LR_DECAY = 0.5
 #: Events carry a preview prediction every this many steps (and on evaluation steps).
 PREVIEW_EVERY = 10
 
@@ -132,7 +121,8 @@ class Trainer:
         autosave_every: int = 0,
     ) -> None:
         config.validate()
-        self.config = config
+        #: The settings as given (automatic fields None), stored in checkpoints for forms.
+        self.requested_config = config
         try:
             self.device = resolve_device(config.device)
         except (ValueError, RuntimeError) as exc:
@@ -144,6 +134,10 @@ class Trainer:
                 f"need at least 2 frames to train, got {sequence.num_frames}", field="points2d"
             )
         self.sequence = sequence
+        config = config.resolved(sequence.num_frames)
+        config.validate()
+        #: The run's settings with the automatic ones resolved for this data.
+        self.config = config
         train_seq = sequence
         if config.missing_ratio > 0:
             train_seq = with_missing(sequence, config.missing_ratio, seed=config.seed)
@@ -160,20 +154,11 @@ class Trainer:
             torch.manual_seed(config.seed)
             self.model = PRNFCN(num_points, config.hidden)
         self.model.to(self.device)
-        #: True when the whole sequence is one alignment group (see the module docstring).
-        self.sequence_mode = sequence.num_frames <= SEQUENCE_MAX_FRAMES
-        if self.sequence_mode:
-            self._batch_size = self._group_size = min(sequence.num_frames, SEQUENCE_GROUP)
-            lr = SEQUENCE_LR_SCALE * config.lr
-            lr_step, lr_decay = SEQUENCE_LR_STEP, SEQUENCE_LR_DECAY
-        else:
-            self._batch_size, self._group_size = config.batch_size, config.group_size
-            lr, lr_step, lr_decay = config.lr, config.lr_step, config.lr_decay
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=lr, weight_decay=config.weight_decay
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=lr_step, gamma=lr_decay
+            self.optimizer, step_size=config.lr_step, gamma=config.lr_decay
         )
         self._rng = np.random.default_rng(config.seed)
         self._perm = np.zeros(0, dtype=np.int64)
@@ -293,7 +278,7 @@ class Trainer:
 
     def _next_batch(self) -> np.ndarray:
         """Indices of the next batch: consecutive slices of per-epoch random permutations."""
-        n = self._batch_size
+        n = self.config.batch_size
         frames = self.sequence.num_frames
         while len(self._perm) - self._pos < n:
             self._perm = np.concatenate([self._perm[self._pos :], self._rng.permutation(frames)])
@@ -314,15 +299,15 @@ class Trainer:
             self.error = f"training diverged at step {self.step + 1}: non-finite predictions"
             return None
         f = reprojection_loss(x, u, vis)
-        groups = self._batch_size // self._group_size
-        grouped = x.reshape(groups, self._group_size, x.shape[1], 3)
-        aligned, _ = align(grouped, reflections=self.sequence_mode)
+        groups = cfg.batch_size // cfg.group_size
+        grouped = x.reshape(groups, cfg.group_size, x.shape[1], 3)
+        aligned, _ = align(grouped, reflections=cfg.reflections)
         g = nuclear_norm(aligned).sum()
         total = f + cfg.lam * g
         mirror = x.new_zeros(())
         if cfg.mirror_weight > 0:
             proper = aligned
-            if self.sequence_mode:
+            if cfg.reflections:
                 # Found with proper rotations (a reflection-aligned group has none).
                 with torch.no_grad():
                     proper, _ = align(grouped.detach())
@@ -427,6 +412,7 @@ class Trainer:
         """
         with self._lock:
             extra = {
+                "requested_config": self.requested_config.to_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "sampler": {
@@ -501,6 +487,7 @@ class Trainer:
             raise CheckpointError(
                 f"cannot restore the training state: {first[:160]}", path=path
             ) from None
+        trainer.requested_config = ckpt.requested_config()
         trainer.step = ckpt.step
         trainer.history = [dict(h) for h in ckpt.history]
         trainer.metrics = dict(ckpt.metrics)

@@ -86,6 +86,7 @@ def main() -> int:
                 raise RuntimeError("training did not start")
         _wait(app, lambda: ws.session.state == "finished", 600)
         ws.frame_bar.set_frame(40)
+        ws.view3d.plotter.reset_camera()
         ws.view3d.plotter.camera.azimuth += 50
         ws.view3d.plotter.camera.elevation += 10
         ws.view3d.render()

@@ -153,6 +153,21 @@ class Points2DPlot(pg.PlotWidget):
         if autorange or first:
             self.getPlotItem().autoRange()
 
+    def fit_to(self, points2d: np.ndarray, visibility: np.ndarray | None = None) -> None:
+        """Set the axes to hold every visible point of a whole sequence.
+
+        Args:
+            points2d: ``(F, P, 2)`` observed 2D positions.
+            visibility: ``(F, P)`` bool or None.
+        """
+        pts = np.asarray(points2d, dtype=np.float64).reshape(-1, 2)
+        ok = np.isfinite(pts).all(axis=1)
+        if visibility is not None:
+            ok &= np.asarray(visibility, bool).ravel()
+        if ok.any():
+            lo, hi = pts[ok].min(axis=0), pts[ok].max(axis=0)
+            self.getPlotItem().setRange(xRange=(lo[0], hi[0]), yRange=(lo[1], hi[1]))
+
     @property
     def shown_points(self) -> int:
         """Number of points drawn in the current frame."""

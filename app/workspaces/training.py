@@ -515,8 +515,9 @@ class TrainingWorkspace(QWidget):
             sequence.points2d[self.frame_bar.frame],
             self._edges,
             None if sequence.visibility is None else sequence.visibility[self.frame_bar.frame],
-            autorange=True,
         )
+        # One range for the whole sequence: frames reaching further are not clipped.
+        self.points2d.fit_to(sequence.points2d, sequence.visibility)
         if self.window_ is not None and hasattr(self.window_, "set_counts_text"):
             self.window_.set_counts_text(sequence_summary(sequence))
         self._update_buttons()

@@ -30,6 +30,7 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -262,11 +263,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--ref-max-n", type=int, default=10242, help="largest N for the reference methods"
     )
+    parser.add_argument("--sizes", help=f"comma-separated N (from {sorted(SUBDIV)})")
+    parser.add_argument("--handles", help="comma-separated K (default 16,32)")
+    parser.add_argument("--batches", help="comma-separated B (default 1,32)")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(True)
     sizes = [642, 2562] if args.quick else [642, 2562, 10242, 40962, 163842]
     ks = [16] if args.quick else [16, 32]
     bs = [1, 8] if args.quick else [1, 32]
+    if args.sizes:
+        sizes = [int(n) for n in args.sizes.split(",")]
+        unknown = sorted(set(sizes) - set(SUBDIV))
+        if unknown:
+            parser.error(f"no icosphere with N in {unknown}: choose from {sorted(SUBDIV)}")
+    if args.handles:
+        ks = [int(k) for k in args.handles.split(",")]
+    if args.batches:
+        bs = [int(b) for b in args.batches.split(",")]
 
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU, "
@@ -279,10 +292,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     print("|" + "---|" * 15)
     done: dict[tuple, tuple[int, float]] = {}  # (method, k, b) -> (n, seconds)
+    column_ms: dict[int, float] = {}  # n -> ms per column of a 32-column solve with the factor
     for n in sizes:
         t0 = time.perf_counter()
         system = LaplacianSystem(Problem(n, 1, 1).L)
         t_factor = time.perf_counter() - t0
+        rhs = torch.randn(n, 32, dtype=torch.float64)
+        column_ms[n] = 1e3 * measure(partial(system.solve_m, rhs), 3)[0] / 32
         for k in ks:
             for b in bs:
                 p = Problem(n, k, b)
@@ -302,6 +318,10 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    print(
+        "sparse solve per column (32 columns at once, cached factor; a training step needs "
+        "about 2K columns): " + ", ".join(f"N={n}: {ms:.2f} ms" for n, ms in column_ms.items())
+    )
     print(
         "\n(c) fwd+bwd uses the cached factorisation; 'edit update' is EditingBasis.deform for a "
         "one-handle drag (median). Peak = RSS high-water mark growth during one step. "

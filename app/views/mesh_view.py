@@ -21,6 +21,9 @@ MESH_COLOUR = "#d8c3a5"
 HANDLE_COLOUR = "#2b7bb9"
 SELECTED_COLOUR = "#f2542d"
 PICK_TOLERANCE_PX = 12.0
+#: Axes a mesh can be shown with pointing up: "z" (the demo template, most scans) or "y"
+#: (most OBJ files, e.g. the animal templates of seed 001).
+UP_AXES = ("z", "y")
 
 
 def _faces_to_vtk(faces: np.ndarray) -> np.ndarray:
@@ -54,6 +57,7 @@ class MeshView(QWidget):
         self._render_pending = False
         self.plotter.interactor.installEventFilter(self)
 
+        self.up_axis = "z"
         self._poly: pv.PolyData | None = None
         self._mesh_actor = None
         self._handle_actors: list = []
@@ -97,11 +101,7 @@ class MeshView(QWidget):
         self._mesh_actor.mapper.scalar_visibility = False
         self._picker.InitializePickList()
         self._picker.AddPickList(self._mesh_actor)
-        self.plotter.view_xz()
-        self.plotter.camera.azimuth = -25
-        self.plotter.camera.elevation = 15
-        self.plotter.reset_camera()
-        self.request_render()
+        self.reset_camera()
 
     def update_vertices(self, vertices: np.ndarray) -> None:
         """Move the mesh's points in place (no new VTK objects) and render."""
@@ -205,7 +205,21 @@ class MeshView(QWidget):
             self._scalar_title = title
         self.request_render()
 
+    def set_up_axis(self, axis: str) -> None:
+        """Show ``axis`` ("z" or "y") pointing up, and return to the home view."""
+        if axis not in UP_AXES:
+            raise ValueError(f"expected an up axis in {UP_AXES}, got {axis!r}")
+        self.up_axis = axis
+        self.reset_camera()
+
     def reset_camera(self) -> None:
+        """The home view: from the front-left and a little above, ``up_axis`` up, mesh fitted."""
+        if self.up_axis == "y":
+            self.plotter.view_xy()
+        else:
+            self.plotter.view_xz()
+        self.plotter.camera.azimuth = -25
+        self.plotter.camera.elevation = 15
         self.plotter.reset_camera()
         self.request_render()
 

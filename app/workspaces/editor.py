@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from PyQt6.QtCore import Qt
-from PyQt6.QtGui import QAction, QKeySequence
+from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -31,7 +31,7 @@ from PyQt6.QtWidgets import (
 )
 
 from app.models.mesh_session import DEFAULT_NUM_HANDLES, DEMO_TEMPLATE, MeshSession
-from app.views.mesh_view import MeshView
+from app.views.mesh_view import UP_AXES, MeshView
 
 MESH_SUFFIXES = (".ply", ".obj", ".stl", ".vtk", ".vtp")
 MESH_FILTER = "Meshes (*.ply *.obj *.stl *.vtk *.vtp);;All files (*)"
@@ -116,6 +116,17 @@ class EditorWorkspace(QWidget):
         self.influence_action = self._action(
             "&Influence colouring", lambda _on: self._update_influence(), "Ctrl+I", True, True
         )
+        self.up_axis_group = QActionGroup(self)
+        self.up_axis_actions = {}
+        for axis in UP_AXES:
+            action = self._action(
+                f"{axis.upper()} axis up",
+                lambda on, axis=axis: on and self.set_up_axis(axis),
+                checkable=True,
+            )
+            self.up_axis_group.addAction(action)
+            self.up_axis_actions[axis] = action
+        self.set_up_axis(str(self.window_.settings.value("editor/up_axis", "z")))
 
     def file_actions(self) -> list[QAction]:
         return [
@@ -133,10 +144,20 @@ class EditorWorkspace(QWidget):
     def view_actions(self) -> list[QAction]:
         return [
             self.camera_action,
+            *self.up_axis_actions.values(),
             self.wireframe_action,
             self.handles_action,
             self.influence_action,
         ]
+
+    def set_up_axis(self, axis: str) -> None:
+        """Show meshes with ``axis`` ("z" or "y") up; remembered between runs."""
+        if axis not in UP_AXES:
+            axis = "z"
+        self.up_axis_actions[axis].setChecked(True)
+        if axis != self.view.up_axis:
+            self.view.set_up_axis(axis)
+        self.window_.settings.setValue("editor/up_axis", axis)
 
     def dock_widgets(self) -> list[QDockWidget]:
         return [self.dock]

@@ -195,3 +195,33 @@ def test_export_handle_sets_and_refusal_on_another_mesh(editor, qtbot, errors, t
     shot = tmp_path / "shot.png"
     editor.view.screenshot(str(shot))
     assert shot.stat().st_size > 1000
+
+
+def test_up_axis_choice_turns_the_view_and_is_remembered(editor, qtbot, main_window, settings):
+    view = editor.view
+    np.testing.assert_allclose(view.plotter.camera.GetViewUp(), [0, 0, 1], atol=0.3)
+    assert editor.up_axis_actions["z"].isChecked()
+    assert editor.up_axis_actions["y"] in main_window.view_menu.actions()
+
+    editor.up_axis_actions["y"].trigger()
+    qtbot.wait(50)
+    up = np.asarray(view.plotter.camera.GetViewUp())
+    assert up[1] > 0.9, "y points up on the screen"
+    assert not editor.up_axis_actions["z"].isChecked()
+    assert settings.value("editor/up_axis") == "y"
+
+    # Dragging still follows the cursor in the turned view.
+    handle, at = _visible_handle(editor)
+    _drag(view.plotter.interactor, at, (40, -30))
+    qtbot.wait(50)
+    new_at = view.world_to_widget(editor.session.handle_targets()[handle : handle + 1])[0]
+    np.testing.assert_allclose(new_at - at, [40, -30], atol=1.5)
+    np.testing.assert_allclose(editor.session.vertices, _direct_solve(editor.session), atol=1e-9)
+
+    from app.main_window import MainWindow
+
+    again = MainWindow(settings=settings)
+    qtbot.addWidget(again)
+    assert again.workspace("Editor").up_axis_actions["y"].isChecked()
+    assert again.workspace("Editor").view.up_axis == "y"
+    again.close()

@@ -37,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command is not None:
         return args.func(args)
+    from engine.device import default_device
+
+    try:
+        default_device()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from app.application import run_app
 
     return run_app(args)

@@ -8,11 +8,25 @@ import torch
 
 
 def default_device() -> torch.device:
-    """CUDA when present, else CPU; ``SHAPEBENCH_DEVICE`` overrides (e.g. ``cpu``)."""
+    """CUDA when present, else CPU; ``SHAPEBENCH_DEVICE`` overrides (e.g. ``cpu``).
+
+    Raises:
+        ValueError: ``SHAPEBENCH_DEVICE`` names no usable device.
+    """
     override = os.environ.get("SHAPEBENCH_DEVICE")
-    if override:
-        return torch.device(override)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not override:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(override)
+    except RuntimeError:
+        raise ValueError(
+            f"SHAPEBENCH_DEVICE={override!r} is not a device: expected cpu, cuda or cuda:N"
+        ) from None
+    if device.type not in ("cpu", "cuda") or (
+        device.type == "cuda" and not torch.cuda.is_available()
+    ):
+        raise ValueError(f"SHAPEBENCH_DEVICE={override!r} is not usable on this machine")
+    return device
 
 
 def resolve_device(name: str | torch.device | None) -> torch.device:

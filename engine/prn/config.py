@@ -13,7 +13,8 @@ tables come from ``benchmarks/prn_*.py`` with the final code):
   train in under 5 minutes on a 2-core CPU. Width 1024 trains 4x slower per step and was no
   better (1500 steps, groups of 64: 0.060 vs 0.057); the error plateaus after about 2000
   steps (3000 steps: 0.0535; 5000 steps at lr 1e-3: 0.059).
-- ``batch_size`` 256 in ``group_size`` 128 instead of 128 in groups of 32: the nuclear norm of a
+- Large data: ``batch_size`` 256 in ``group_size`` 128 instead of 128 in groups of 32 (the
+  automatic settings below; for sequences one whole-sequence group): the nuclear norm of a
   larger group is a better low-rank signal (800 steps at lr 1e-3: groups of 32 0.079, of 64
   0.069; 1500 steps at lr 1e-4: groups of 64 in batches of 128 0.057, groups of 128 in
   batches of 256 0.054, one group of 256 0.054).
@@ -26,7 +27,7 @@ tables come from ``benchmarks/prn_*.py`` with the final code):
   32 the network settled where the frames seen from some view angles are reconstructed
   mirrored (e3D 0.13 on pickup; 0.09 with a weight of 0.5), but with small random initial
   depths the term sees half of the frames as mirrored and can hold the network at flat depth
-  (yoga: 0.38 with 0.5), so it is off. Sequence mode (below) handles mirrored frames instead.
+  (yoga: 0.38 with 0.5), so it is off. Reflections in g (below) handle mirrored frames instead.
 - Automatic settings (``None`` in the fields ``batch_size``, ``group_size``, ``lr``,
   ``lr_decay``, ``lr_step`` and ``reflections``; :meth:`TrainConfig.resolved` fills them from
   the number of frames, and a trainer and its checkpoints hold the resolved values). Data of at

@@ -17,27 +17,28 @@ def default_device() -> torch.device:
     if not override:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(override)
-    except RuntimeError:
-        raise ValueError(
-            f"SHAPEBENCH_DEVICE={override!r} is not a device: expected cpu, cuda or cuda:N"
-        ) from None
-    if device.type not in ("cpu", "cuda") or (
-        device.type == "cuda" and not torch.cuda.is_available()
-    ):
-        raise ValueError(f"SHAPEBENCH_DEVICE={override!r} is not usable on this machine")
-    return device
+        return _usable(override)
+    except ValueError as exc:
+        raise ValueError(f"SHAPEBENCH_DEVICE={override!r}: {exc}") from None
 
 
 def resolve_device(name: str | torch.device | None) -> torch.device:
     """Turn a user's ``"cpu"``/``"cuda"``/``None`` into a device, refusing unusable ones.
 
     Raises:
-        ValueError: ``cuda`` asked for on a machine without a CUDA build or GPU.
+        ValueError: not a CPU or CUDA device name, or ``cuda`` asked for on a machine without
+            a CUDA build or GPU.
     """
-    if name is None:
-        return default_device()
-    device = torch.device(name)
+    return default_device() if name is None else _usable(name)
+
+
+def _usable(name: str | torch.device) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"{name!r} is not a device: expected cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"expected a cpu or cuda device, got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but torch sees no CUDA GPU on this machine")
+        raise ValueError("'cuda' is not usable: torch sees no CUDA GPU on this machine")
     return device

@@ -19,6 +19,8 @@ elsewhere). The editing update is the median of many calls. Reference methods ar
 a run would take longer than ``--budget`` seconds (estimated from the previous size by O(N^3)
 scaling, or from the batch of one).
 
+(c) runs on ``--device`` (``cpu`` or ``cuda``); (a) and (b) always run on the CPU.
+
 Run ``python benchmarks/laplacian.py`` (about 10 minutes on 2 CPU cores) or ``--quick``.
 """
 
@@ -100,8 +102,16 @@ def measure(fn, repeats: int) -> tuple[float, float | None]:
 # ----------------------------------------------------------------------------- problem
 
 
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so a timing covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class Problem:
-    def __init__(self, n: int, k: int, b: int, seed: int = 0) -> None:
+    """One template, K handles and B targets; (a) and (b) run on the CPU, (c) on ``device``."""
+
+    def __init__(self, n: int, k: int, b: int, seed: int = 0, device: str = "cpu") -> None:
         v, f = icosphere(SUBDIV[n])
         g = torch.Generator().manual_seed(seed)
         self.T = torch.tensor(v)
@@ -112,23 +122,28 @@ class Problem:
         idx = self.L.indices().numpy()
         self.L_sp = sp.csr_matrix((self.L.values().numpy(), (idx[0], idx[1])), shape=(n, n))
         self._ltl = None
+        self.device = torch.device(device)
+        self.T_dev = self.T.to(self.device)
+        self.weights_dev = self.weights.to(self.device)
 
     def dense_ltl(self) -> torch.Tensor:
         if self._ltl is None:
             self._ltl = torch.as_tensor((self.L_sp.T @ self.L_sp).toarray())
         return self._ltl
 
-    def inputs(self):
-        logits = self.logits.clone().requires_grad_(True)
+    def inputs(self, device: torch.device | None = None):
+        device = device or torch.device("cpu")
+        logits = self.logits.to(device).clone().requires_grad_(True)
         A = dependency_matrix(logits)
-        H = (A @ self.T + self.offsets).detach().requires_grad_(True)
+        H = (A @ self.T.to(device) + self.offsets.to(device)).detach().requires_grad_(True)
         return logits, A, H
 
 
 def step_ours(p: Problem, system: LaplacianSystem) -> None:
-    _, A, H = p.inputs()
-    V = laplacian_solve(system, A, p.T, H)
-    (V * p.weights).sum().backward()
+    _, A, H = p.inputs(p.device)
+    V = laplacian_solve(system, A, p.T_dev, H)
+    (V * p.weights_dev).sum().backward()
+    _sync(p.device)
 
 
 def step_dense(p: Problem) -> None:
@@ -172,14 +187,18 @@ def step_seed(p: Problem) -> None:
     H.grad = torch.as_tensor(grad_h)
 
 
+def solve_columns(system: LaplacianSystem, rhs: torch.Tensor) -> None:
+    system.solve_m(rhs)
+    _sync(system.device)
+
+
 def residual(p: Problem, system: LaplacianSystem) -> float:
     """Largest relative residual ``||W V_b - b_b|| / ||b_b||`` of our solution over the batch."""
     with torch.no_grad():
-        A = dependency_matrix(p.logits)
-        H = A @ p.T + p.offsets
-        V = laplacian_solve(system, A, p.T, H)
+        _, A, H = p.inputs(p.device)
+        V = laplacian_solve(system, A, p.T_dev, H)
         lap = system.laplacian
-        base = torch.as_tensor(lap.T @ (lap @ p.T.numpy()))
+        base = torch.as_tensor(lap.T @ (lap @ p.T.numpy()), device=p.device)
         worst = 0.0
         for b in range(V.shape[0]):
             rhs = base + A.T @ H[b]
@@ -190,9 +209,8 @@ def residual(p: Problem, system: LaplacianSystem) -> float:
 def accuracy_check(p: Problem, system: LaplacianSystem) -> float:
     """Relative difference of our V to the dense solve (small sizes only)."""
     with torch.no_grad():
-        A = dependency_matrix(p.logits)
-        H = A @ p.T + p.offsets
-        V = laplacian_solve(system, A, p.T, H)
+        _, A, H = p.inputs()
+        V = laplacian_solve(system, A.to(p.device), p.T_dev, H.to(p.device)).cpu()
         Ld = p.L.to_dense()
         W = Ld.T @ Ld + A.T @ A
         ref = torch.linalg.solve(W, (Ld.T @ Ld @ p.T).unsqueeze(0) + A.T @ H)
@@ -240,7 +258,7 @@ def run_case(p: Problem, n: int, k: int, b: int, system: LaplacianSystem, done: 
         done[(name, k, b)] = (n, t)
         results[name] = (t, m, " (1 run)" if reps == 1 else "")
     with torch.no_grad():
-        basis = EditingBasis(system, dependency_matrix(p.logits), p.T)
+        basis = EditingBasis(system, dependency_matrix(p.logits).to(p.device), p.T_dev)
     offsets = p.offsets[0].numpy().copy()
     calls = []
 
@@ -266,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", help=f"comma-separated N (from {sorted(SUBDIV)})")
     parser.add_argument("--handles", help="comma-separated K (default 16,32)")
     parser.add_argument("--batches", help="comma-separated B (default 1,32)")
+    parser.add_argument("--device", default="cpu", help="where (c) runs: cpu or cuda")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(True)
     sizes = [642, 2562] if args.quick else [642, 2562, 10242, 40962, 163842]
@@ -281,8 +300,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.batches:
         bs = [int(b) for b in args.batches.split(",")]
 
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, (c) on {where}, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
     print(
@@ -294,14 +315,16 @@ def main(argv: list[str] | None = None) -> None:
     done: dict[tuple, tuple[int, float]] = {}  # (method, k, b) -> (n, seconds)
     column_ms: dict[int, float] = {}  # n -> ms per column of a 32-column solve with the factor
     for n in sizes:
+        L = Problem(n, 1, 1).L.to(device)
         t0 = time.perf_counter()
-        system = LaplacianSystem(Problem(n, 1, 1).L)
+        system = LaplacianSystem(L)
+        _sync(device)
         t_factor = time.perf_counter() - t0
-        rhs = torch.randn(n, 32, dtype=torch.float64)
-        column_ms[n] = 1e3 * measure(partial(system.solve_m, rhs), 3)[0] / 32
+        rhs = torch.randn(n, 32, dtype=torch.float64, device=device)
+        column_ms[n] = 1e3 * measure(partial(solve_columns, system, rhs), 3)[0] / 32
         for k in ks:
             for b in bs:
-                p = Problem(n, k, b)
+                p = Problem(n, k, b, device=args.device)
                 if n <= args.ref_max_n:
                     p.dense_ltl()
                 row = run_case(p, n, k, b, system, done, args)

@@ -384,3 +384,41 @@ def test_editing_basis_from_deformer_and_builder_progress_cancel():
     np.testing.assert_array_equal(from_deformer.handle_ids, d.handle_ids.numpy())
     # The authors' sharp initialisation puts each handle's rest position on its vertex.
     np.testing.assert_allclose(built.rest_handles, v[built.handle_ids], atol=1e-6)
+
+
+# --------------------------------------------------------------------- CUDA
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu():
+    """Solve, gradients, deformer and editing basis on CUDA agree with the CPU path."""
+    v, f = icosphere(3)
+    L, A, T, H, _ = random_problem(v, f, 8, 4)
+    weights = torch.randn(4, len(v), 3, generator=torch.Generator().manual_seed(3)).double()
+    out = {}
+    for device in ("cpu", "cuda"):
+        Ad = A.detach().to(device).requires_grad_(True)
+        Hd = H.detach().to(device).requires_grad_(True)
+        V = laplacian_solve(L.to(device), Ad, T.to(device), Hd)
+        assert V.device.type == device
+        (V * weights.to(device)).sum().backward()
+        assert Ad.grad.device.type == device and Hd.grad.device.type == device
+        out[device] = (V.detach().cpu(), Ad.grad.cpu(), Hd.grad.cpu())
+    for got, ref in zip(out["cuda"], out["cpu"], strict=True):
+        assert rel_err(got.numpy(), ref.numpy()) < 1e-9
+
+    d = LaplacianDeformer(torch.tensor(v), torch.tensor(f), num_handles=8, seed=1)
+    offsets = 0.1 * torch.randn(2, 8, 3, generator=torch.Generator().manual_seed(4)).double()
+    ref = d(offsets).detach()
+    d = d.to("cuda")
+    moved = d(offsets.to("cuda"))
+    assert moved.device.type == "cuda"
+    assert rel_err(moved.detach().cpu().numpy(), ref.numpy()) < 1e-9
+    moved[..., 0].sum().backward()
+    assert d.logits.grad.device.type == "cuda" and torch.isfinite(d.logits.grad).all()
+
+    system = LaplacianSystem(L.to("cuda"))
+    basis = EditingBasis(system, A.to("cuda"), T.to("cuda"))
+    drag = (H[0] - A @ T).numpy()
+    expected = laplacian_solve(L, A, T, H[0]).numpy()
+    assert rel_err(basis.deform(drag), expected) < 1e-8

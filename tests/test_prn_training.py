@@ -316,3 +316,16 @@ def test_checkpoints_without_newer_fields_load_as_trained(tmp_path):
     ckpt = load_checkpoint(path)
     assert ckpt.config.reflections is False
     assert ckpt.requested_config() == ckpt.config
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_cuda_follows_the_cpu_run():
+    """The same seed trains to nearly the same losses on CUDA as on the CPU."""
+    runs = {}
+    for device in ("cpu", "cuda"):
+        trainer = Trainer(_config(device=device, iterations=20), _sequence())
+        assert trainer.device.type == device
+        trainer.run()
+        assert trainer.state == "finished"
+        runs[device] = [h["total"] for h in trainer.history]
+    np.testing.assert_allclose(runs["cuda"], runs["cpu"], rtol=1e-2)

@@ -45,9 +45,12 @@ tables come from ``benchmarks/prn_*.py`` with the final code):
   human set (20,000 frames, held-out MPJPE 127.9 mm with the large-data settings) each of
   these changes hurt: reflections 152.5 mm, the lr 1e-3 schedule 157.1, groups of 512 with
   both 154.7, hence the size rule. Remaining gap to ``nrsfm_bmm`` (0.014-0.030 on these
-  sequences): the nuclear norm is only a rank proxy; on yoga the ground truth's
-  whole-sequence nuclear norm is 26.4 while the trained network reaches 25.6 at f ~ 0.001, so
-  the cost itself prefers a shape that is not the ground truth.
+  sequences): it is the cost's, not the training's. Minimising the cost directly over free
+  depths (``benchmarks/prn_cost_floor.py``) ends, from small depths and from the ground truth
+  alike, at e3D 0.018 / 0.030 / 0.050 / 0.038 / 0.070, every one worse than ``nrsfm_bmm``, with
+  g below the ground truth's. Rank-aware replacements for g tried in the network on yoga
+  (sum of singular values after the first 1 or 3: depth grows without bound, e3D > 1; a
+  log-sum of singular values: a wrong reconstruction, e3D 0.57-0.62) were worse.
 - The network's xy output is the input plus a correction and its output layers start at zero
   (see :mod:`engine.prn.model`).
 """

@@ -1,11 +1,15 @@
-"""PRN's two cost terms: the nuclear norm of an aligned shape group and the reprojection error.
+"""PRN's cost terms: low-rank penalties of an aligned shape group and the reprojection error.
 
 ``J = sum_i f(X_i) + lambda * g(X~)`` (seed 000, eq. 1): ``f`` is :func:`reprojection_loss`
 (orthographic, missing points excluded) and ``g`` is :func:`nuclear_norm` of the aligned group
-from :func:`engine.procrustes.align`.
+from :func:`engine.procrustes.align` (the authors' choice), or :func:`log_sum_penalty`, a
+concave rank penalty that shrinks large singular values less (the trainer's refinement stage
+on single sequences, see :mod:`engine.prn.config`).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -19,18 +23,43 @@ def _rank_tol(M: Tensor, S: Tensor) -> Tensor:
     return max(M.shape[-2], M.shape[-1]) * eps * S.amax(dim=-1, keepdim=True)
 
 
-class _NuclearNorm(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, M: Tensor) -> Tensor:  # type: ignore[override]
-        U, S, Vh = torch.linalg.svd(M, full_matrices=False)
-        keep = (S > _rank_tol(M, S)).to(M.dtype)
-        ctx.save_for_backward(U * keep[..., None, :], Vh)
-        return S.sum(dim=-1)
+class _SpectralSum(torch.autograd.Function):
+    """``sum_i h(sigma_i)`` of the singular values of M for a concave h with h(0) = 0: the
+    nuclear norm (``scale`` None, h(s) = s) or ``h(s) = scale * log(1 + s / scale)``.
+
+    Backward: ``U diag(h'(sigma)) V^T`` over the singular values above the rank tolerance, the
+    gradient at distinct nonzero singular values; at repeated ones it does not depend on the
+    choice of singular vectors, and numerically zero ones get the minimum-norm subgradient 0.
+    """
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
-        U_kept, Vh = ctx.saved_tensors
-        return grad[..., None, None] * (U_kept @ Vh)
+    def forward(ctx, M: Tensor, scale: float | None) -> Tensor:  # type: ignore[override]
+        U, S, Vh = torch.linalg.svd(M, full_matrices=False)
+        keep = (S > _rank_tol(M, S)).to(M.dtype)
+        if scale is None:
+            value, slope = S.sum(dim=-1), keep
+        else:
+            value = (scale * torch.log1p(S / scale)).sum(dim=-1)
+            slope = keep / (1.0 + S / scale)
+        ctx.save_for_backward(U * slope[..., None, :], Vh)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        U_weighted, Vh = ctx.saved_tensors
+        return grad[..., None, None] * (U_weighted @ Vh), None
+
+
+def _group_matrix(X_aligned: Tensor) -> Tensor:
+    """(n_f, P, 3) or (G, n_f, P, 3) -> (3P, n_f) or (G, 3P, n_f), checked."""
+    if X_aligned.dim() not in (3, 4) or X_aligned.shape[-1] != 3:
+        raise DataError(
+            f"expected shape (n_f, P, 3) or (G, n_f, P, 3), got {tuple(X_aligned.shape)}",
+            field="X_aligned",
+        )
+    if not X_aligned.dtype.is_floating_point:
+        raise DataError(f"expected a floating dtype, got {X_aligned.dtype}", field="X_aligned")
+    return X_aligned.flatten(-2).transpose(-1, -2)
 
 
 def nuclear_norm(X_aligned: Tensor) -> Tensor:
@@ -52,15 +81,31 @@ def nuclear_norm(X_aligned: Tensor) -> Tensor:
     Raises:
         DataError: wrong shape or non-floating dtype.
     """
-    if X_aligned.dim() not in (3, 4) or X_aligned.shape[-1] != 3:
-        raise DataError(
-            f"expected shape (n_f, P, 3) or (G, n_f, P, 3), got {tuple(X_aligned.shape)}",
-            field="X_aligned",
-        )
-    if not X_aligned.dtype.is_floating_point:
-        raise DataError(f"expected a floating dtype, got {X_aligned.dtype}", field="X_aligned")
-    M = X_aligned.flatten(-2).transpose(-1, -2)
-    return _NuclearNorm.apply(M)
+    return _SpectralSum.apply(_group_matrix(X_aligned), None)
+
+
+def log_sum_penalty(X_aligned: Tensor, scale: float) -> Tensor:
+    """Log-sum rank penalty ``sum_i scale * log(1 + sigma_i / scale)`` of an aligned group.
+
+    Args:
+        X_aligned: (n_f, P, 3) or (G, n_f, P, 3) float32/float64, arranged as for
+            :func:`nuclear_norm` (column i of the 3P x n_f matrix is frame i).
+        scale: > 0, in the units of the coordinates: singular values well below it are
+            penalised like the nuclear norm (slope 1), those above it ever less (slope
+            ``1 / (1 + sigma / scale)``), so the dominant shape directions are hardly shrunk
+            while small ones are still pushed to zero. Tends to the nuclear norm as scale grows.
+
+    Returns:
+        () or (G,): the penalty, in the units of the coordinates, at most the nuclear norm.
+
+    Backward as :func:`nuclear_norm`'s, with slope ``1 / (1 + sigma / scale)`` instead of 1.
+
+    Raises:
+        DataError: wrong shape, non-floating dtype, or a scale that is not a finite number > 0.
+    """
+    if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
+        raise DataError(f"expected a finite number > 0, got {scale!r}", field="scale")
+    return _SpectralSum.apply(_group_matrix(X_aligned), float(scale))
 
 
 def reprojection_loss(X: Tensor, U: Tensor, visibility: Tensor | None = None) -> Tensor:

@@ -3,11 +3,12 @@ the masked reprojection loss."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from engine.errors import DataError
-from engine.losses import nuclear_norm, reprojection_loss
+from engine.losses import log_sum_penalty, nuclear_norm, reprojection_loss
 
 
 def _frames(G: int, n: int, P: int, seed: int) -> torch.Tensor:
@@ -60,6 +61,40 @@ def test_nuclear_norm_subgradient_is_finite_where_the_norm_is_not_differentiable
 def test_nuclear_norm_rejects_bad_shapes() -> None:
     with pytest.raises(DataError, match="X_aligned"):
         nuclear_norm(torch.zeros(4, 5, 2))
+
+
+def test_log_sum_penalty_value_against_numpy_singular_values() -> None:
+    X = _frames(3, 5, 4, seed=4)
+    sv = np.linalg.svd(X.flatten(-2).transpose(-1, -2).numpy(), compute_uv=False)
+    for scale in (0.05, 1.0, 30.0):
+        expected = (scale * np.log1p(sv / scale)).sum(-1)
+        np.testing.assert_allclose(log_sum_penalty(X, scale).numpy(), expected, rtol=1e-12)
+    assert log_sum_penalty(X[0], 1.0).shape == ()
+    # Below the nuclear norm, and the nuclear norm in the limit of a large scale.
+    assert (log_sum_penalty(X, 1.0) < nuclear_norm(X)).all()
+    torch.testing.assert_close(log_sum_penalty(X, 1e9), nuclear_norm(X), rtol=1e-7, atol=0)
+
+
+@pytest.mark.parametrize("scale", [0.1, 2.0])
+def test_log_sum_penalty_gradcheck(scale: float) -> None:
+    X = _frames(2, 4, 3, seed=5).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: log_sum_penalty(x, scale), (X,))
+
+
+def test_log_sum_penalty_gradient_is_finite_at_rank_deficiency_and_bad_scale_is_named() -> None:
+    base = _frames(1, 1, 4, seed=6)[0, 0]
+    X = torch.linspace(-1, 2, 5, dtype=torch.float64)[:, None, None] * base
+    X.requires_grad_()
+    (grad,) = torch.autograd.grad(log_sum_penalty(X, 0.5), X)
+    assert torch.isfinite(grad).all()
+    Z = torch.zeros_like(X).requires_grad_()
+    (zero,) = torch.autograd.grad(log_sum_penalty(Z, 0.5), Z)
+    assert torch.equal(zero, torch.zeros_like(zero))
+    for bad in (0.0, -1.0, float("nan"), float("inf"), "1"):
+        with pytest.raises(DataError, match="scale"):
+            log_sum_penalty(X, bad)
+    with pytest.raises(DataError, match="X_aligned"):
+        log_sum_penalty(torch.zeros(4, 5, 2), 1.0)
 
 
 def test_reprojection_loss_value_and_reduction() -> None:

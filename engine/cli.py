@@ -231,7 +231,8 @@ def _train(args: argparse.Namespace) -> int:
     print(
         f"training PRN (hidden {used.hidden}, lambda {used.lam:g}, lr {used.lr:g}, batch "
         f"{used.batch_size} in groups of {used.group_size}, reflections "
-        f"{'on' if used.reflections else 'off'}) on {used.data}: {sequence.num_frames} frames x "
+        f"{'on' if used.reflections else 'off'}, g {_penalty(used)}) on {used.data}: "
+        f"{sequence.num_frames} frames x "
         f"{sequence.num_points} points, {used.iterations} steps on {trainer.device}",
         file=sys.stderr,
     )
@@ -268,6 +269,13 @@ def _train(args: argparse.Namespace) -> int:
         )
     print(f"checkpoint written to {out}")
     return 0
+
+
+def _penalty(config: Any) -> str:
+    """The low-rank term g of a resolved config, in words."""
+    if config.logsum:
+        return f"nuclear norm, log-sum from step {config.logsum_from}"
+    return "nuclear norm"
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:

@@ -38,6 +38,9 @@ def test_defaults_are_valid_and_round_trip():
         ("lr_decay", 1.5),
         ("lr_step", 0),
         ("reflections", "yes"),
+        ("logsum", 1),
+        ("logsum_from", -1),
+        ("logsum_eps", 0.0),
         ("eval_every", 0),
         ("preview_frame", -1),
         ("iterations", True),
@@ -60,10 +63,13 @@ def test_resolved_fills_only_automatic_fields():
         True,
     )
     assert (long.batch_size, long.group_size, long.lr, long.reflections) == (256, 128, 1e-4, False)
+    assert short.logsum is True and long.logsum is False
     assert TrainConfig().resolved(5000).group_size == 128
-    assert TrainConfig().resolved(1500).batch_size == 512
-    mine = TrainConfig(group_size=100, lr=3e-4, reflections=False).resolved(20000)
+    assert TrainConfig().resolved(1500).batch_size == 1500
+    mine = TrainConfig(group_size=100, lr=3e-4, reflections=False, logsum=True).resolved(20000)
     assert (mine.batch_size, mine.group_size, mine.lr, mine.reflections) == (200, 100, 3e-4, False)
+    assert mine.logsum is True
+    assert TrainConfig(logsum=False).resolved(357).logsum is False
     short.validate()
     long.validate()
     with pytest.raises(InputError) as info:

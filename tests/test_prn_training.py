@@ -310,12 +310,38 @@ def test_checkpoints_without_newer_fields_load_as_trained(tmp_path):
     path = tmp_path / "old.pt"
     trainer.save_checkpoint(path)
     raw = torch.load(path, weights_only=True)
-    del raw["config"]["reflections"]
+    for name in ("reflections", "logsum", "logsum_from", "logsum_eps"):
+        del raw["config"][name]
     del raw["extra"]["requested_config"]
     torch.save(raw, path)
     ckpt = load_checkpoint(path)
-    assert ckpt.config.reflections is False
+    assert ckpt.config.reflections is False and ckpt.config.logsum is False
     assert ckpt.requested_config() == ckpt.config
+
+
+def test_logsum_penalty_takes_over_at_logsum_from(monkeypatch):
+    """Steps before ``logsum_from`` are those of a nuclear-norm run; from then on g is the
+    log-sum penalty of the group, which is below the nuclear norm."""
+    import engine.prn.training as training
+
+    seq = _sequence()
+    plain = Trainer(_config(iterations=5, logsum=False), seq)
+    plain.run()
+    switched = Trainer(_config(iterations=5, logsum=True, logsum_from=3, logsum_eps=0.01), seq)
+    seen = []
+    real = training.log_sum_penalty
+
+    def spy(x, scale):
+        seen.append((switched.step, scale))
+        return real(x, scale)
+
+    monkeypatch.setattr(training, "log_sum_penalty", spy)
+    switched.run()
+    assert [s for s, _ in seen] == [3, 4]
+    assert all(scale == pytest.approx(0.01 * 8**0.5) for _, scale in seen)
+    for a, b in zip(plain.history[:3], switched.history[:3], strict=True):
+        assert a == b
+    assert switched.history[3]["g"] < 0.5 * plain.history[3]["g"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -83,6 +83,9 @@ FIELD_LABELS = {
     "preview_frame": "Preview frame",
     "device": "Device",
     "reflections": "Reflections in g",
+    "logsum": "Log-sum g",
+    "logsum_from": "Log-sum from step",
+    "logsum_eps": "Log-sum scale",
 }
 
 

@@ -29,28 +29,42 @@ tables come from ``benchmarks/prn_*.py`` with the final code):
   depths the term sees half of the frames as mirrored and can hold the network at flat depth
   (yoga: 0.38 with 0.5), so it is off. Reflections in g (below) handle mirrored frames instead.
 - Automatic settings (``None`` in the fields ``batch_size``, ``group_size``, ``lr``,
-  ``lr_decay``, ``lr_step`` and ``reflections``; :meth:`TrainConfig.resolved` fills them from
-  the number of frames, and a trainer and its checkpoints hold the resolved values). Data of at
-  most :data:`SEQUENCE_MAX_FRAMES` frames (one NRSfM sequence) trains as one sequence: ONE
-  alignment group of ``min(frames, 512)`` frames per step, reflection-invariant alignment in
-  g, Adam at lr 1e-3 halved every 1000 steps. Larger data: batches of 256 in groups of 128, no
-  reflections, lr 1e-4 x0.8 every 5000 steps. Measured with the defaults otherwise (3000 steps,
-  e3D on drink / face / pickup / stretch / yoga, 1 thread): the large-data settings
-  0.103 / 0.038 / 0.306 / 0.098 / 0.080 (pickup stays at flat depth, zero depth 0.331); with
-  reflections 0.033 / 0.038 / 0.303 / 0.053 / 0.096 (mirrored frames no longer pull depth
-  flat); plus lr 1e-3 halved every 1000 steps 0.032 / 0.038 / 0.068 / 0.052 / 0.100; plus one
-  group of min(frames, 512) 0.031 / 0.034 / 0.054 / 0.039 / 0.074. Without the decay (lr 1e-3
-  constant) yoga gave 0.155; at lr 1e-4 one whole-sequence group left pickup flat (0.289);
-  lam hardly matters there (yoga 0.003: 0.077, 0.01: 0.074, 0.03: 0.075). On the synthetic
-  human set (20,000 frames, held-out MPJPE 127.9 mm with the large-data settings) each of
-  these changes hurt: reflections 152.5 mm, the lr 1e-3 schedule 157.1, groups of 512 with
-  both 154.7, hence the size rule. Remaining gap to ``nrsfm_bmm`` (0.014-0.030 on these
-  sequences): it is the cost's, not the training's. Minimising the cost directly over free
-  depths (``benchmarks/prn_cost_floor.py``) ends, from small depths and from the ground truth
-  alike, at e3D 0.018 / 0.030 / 0.050 / 0.038 / 0.070, every one worse than ``nrsfm_bmm``, with
-  g below the ground truth's. Rank-aware replacements for g tried in the network on yoga
-  (sum of singular values after the first 1 or 3: depth grows without bound, e3D > 1; a
-  log-sum of singular values: a wrong reconstruction, e3D 0.57-0.62) were worse.
+  ``lr_decay``, ``lr_step``, ``reflections`` and ``logsum``; :meth:`TrainConfig.resolved` fills
+  them from the number of frames, and a trainer and its checkpoints hold the resolved values).
+  Data of at most :data:`SEQUENCE_MAX_FRAMES` frames (one NRSfM sequence) trains as one
+  sequence: the WHOLE sequence is one alignment group per step, reflection-invariant alignment
+  in g, Adam at lr 1e-3 halved every 1000 steps, and g is the nuclear norm for the first 1000
+  steps and the log-sum penalty after them. Larger data: batches of 256 in groups of 128, no
+  reflections, lr 1e-4 x0.8 every 5000 steps, the nuclear norm throughout. Measured with the
+  defaults otherwise (3000 steps, e3D on drink / face / pickup / stretch / yoga, 1 thread): the
+  large-data settings 0.103 / 0.038 / 0.306 / 0.098 / 0.080 (pickup stays at flat depth, zero
+  depth 0.331); with reflections 0.033 / 0.038 / 0.303 / 0.053 / 0.096 (mirrored frames no
+  longer pull depth flat); plus lr 1e-3 halved every 1000 steps 0.032 / 0.038 / 0.068 / 0.052
+  / 0.100; plus one group of min(frames, 512) 0.031 / 0.034 / 0.054 / 0.039 / 0.074. Without
+  the decay (lr 1e-3 constant) yoga gave 0.155; at lr 1e-4 one whole-sequence group left
+  pickup flat (0.289); lam hardly matters there (yoga 0.003: 0.077, 0.01: 0.074, 0.03:
+  0.075). On the synthetic human set (20,000 frames, held-out MPJPE 127.9 mm with the
+  large-data settings) each of these changes hurt: reflections 152.5 mm, the lr 1e-3 schedule
+  157.1, groups of 512 with both 154.7, hence the size rule.
+- The log-sum stage (``logsum``, ``logsum_from`` 1000, ``logsum_eps`` 0.005; not in the paper).
+  With the nuclear norm alone PRN could not reach the classic ``nrsfm_bmm`` (0.014 / 0.020 /
+  0.030 / 0.025 / 0.024): minimising that cost directly over free depths
+  (``benchmarks/prn_cost_floor.py``) ends, from small depths and from the ground truth alike,
+  at 0.018 / 0.030 / 0.050 / 0.038 / 0.070, with g below the ground truth's; the nuclear norm
+  shrinks the dominant singular values (the mean shape's depth) as much as the small ones.
+  The log-sum penalty ``sum s log(1 + sigma / s)`` (:func:`engine.losses.log_sum_penalty`)
+  penalises small singular values like the nuclear norm and large ones ever less. Started from
+  scratch it leads the network to a wrong reconstruction (yoga 0.57-0.62; likewise g = the
+  singular values after the first 1 or 3, where the depth grew without bound), but as a
+  refinement of a nuclear-norm solution it converges near the truth: over free depths from the
+  nuclear-norm minimiser (the same benchmark, final scale) it reaches 0.008 / 0.018 / 0.017 /
+  0.016 / 0.016, below ``nrsfm_bmm`` everywhere. In the network (prototype with the scale relative to
+  the group's largest singular value, about ``sqrt(group_size)`` here), switching at step 2000
+  gave yoga 0.024, at step 1000 0.025 (0.020 with 4000 steps); drink needed the whole
+  sequence as one group (groups of 512: 0.019, whole: 0.012); a smaller scale (0.005 instead
+  of 0.01) gave drink / face / pickup / stretch / yoga 0.009 / 0.019 / 0.019 / 0.018 / 0.021, a
+  larger one (0.03) yoga 0.024 and face 0.021; lam 0.03 gave yoga 0.023 and face 0.020, lam
+  0.1 yoga 0.034 (the 2D error grows). The final settings' results are the README's table.
 - The network's xy output is the input plus a correction and its output layers start at zero
   (see :mod:`engine.prn.model`).
 """
@@ -67,11 +81,14 @@ from engine.errors import CheckpointError, InputError
 #: Data of at most this many frames is one sequence to reconstruct (the NRSfM setting) and gets
 #: the sequence settings of :meth:`TrainConfig.resolved`.
 SEQUENCE_MAX_FRAMES = 2048
-#: Largest alignment group of the sequence settings (whole sequences up to this length).
-SEQUENCE_GROUP = 512
 #: Fields added after format version 1 and the value that reproduces how older checkpoints
 #: were trained.
-_ADDED_FIELDS: dict[str, Any] = {"reflections": False}
+_ADDED_FIELDS: dict[str, Any] = {
+    "reflections": False,
+    "logsum": False,
+    "logsum_from": 1000,
+    "logsum_eps": 0.005,
+}
 
 
 @dataclass
@@ -100,6 +117,14 @@ class TrainConfig:
         reflections: let the alignment in g reflect frames (mirror images align, so the
             nuclear norm does not penalise frames whose depth sign is flipped; see
             :func:`engine.procrustes.align`). None = automatic.
+        logsum: from step ``logsum_from`` on, g is the log-sum rank penalty
+            (:func:`engine.losses.log_sum_penalty`) instead of the nuclear norm. None =
+            automatic.
+        logsum_from: steps of nuclear norm before the log-sum penalty takes over.
+        logsum_eps: the log-sum penalty's scale relative to ``sqrt(group_size)`` (the largest
+            singular value of a group of identical unit-size frames; inputs are normalised to
+            unit size): singular values below ``logsum_eps * sqrt(group_size)`` are penalised
+            like the nuclear norm, larger ones ever less.
         eval_every: iterations between evaluations (metrics in the callback events).
         preview_frame: index of the training frame whose prediction events carry.
 
@@ -122,22 +147,26 @@ class TrainConfig:
     lr_decay: float | None = None
     lr_step: int | None = None
     reflections: bool | None = None
+    logsum: bool | None = None
+    logsum_from: int = 1000
+    logsum_eps: float = 0.005
     eval_every: int = 100
     preview_frame: int = 0
 
     def resolved(self, num_frames: int) -> TrainConfig:
         """A copy with every automatic (None) field chosen for data of ``num_frames`` frames.
 
-        At most :data:`SEQUENCE_MAX_FRAMES` frames: one group of ``min(frames, 512)`` per step,
-        reflections, lr 1e-3 halved every 1000 steps; more: batches of 256 in groups of 128,
-        no reflections, lr 1e-4 x0.8 every 5000 steps (measured reasons: module docstring).
+        At most :data:`SEQUENCE_MAX_FRAMES` frames: the whole sequence as one group per step,
+        reflections, the log-sum penalty after the nuclear norm, lr 1e-3 halved every 1000
+        steps; more: batches of 256 in groups of 128, no reflections, the nuclear norm
+        throughout, lr 1e-4 x0.8 every 5000 steps (measured reasons: module docstring).
         """
         if num_frames <= SEQUENCE_MAX_FRAMES:
-            group = max(2, min(num_frames, SEQUENCE_GROUP))
-            auto: dict[str, Any] = dict(group_size=group, lr=1e-3, lr_decay=0.5, lr_step=1000)
-            auto["reflections"] = True
+            auto: dict[str, Any] = dict(group_size=max(2, num_frames), lr=1e-3, lr_decay=0.5)
+            auto.update(lr_step=1000, reflections=True, logsum=True)
         else:
             auto = dict(group_size=128, lr=1e-4, lr_decay=0.8, lr_step=5000, reflections=False)
+            auto["logsum"] = False
         group = self.group_size if self.group_size is not None else auto["group_size"]
         # One group per step for a sequence; otherwise batches of about 256 frames.
         per_batch = 1 if num_frames <= SEQUENCE_MAX_FRAMES else max(1, 256 // group)
@@ -212,6 +241,13 @@ class TrainConfig:
             "reflections",
             "true, false or automatic",
         )
+        need(
+            self.logsum is None or isinstance(self.logsum, bool),
+            "logsum",
+            "true, false or automatic",
+        )
+        need(is_int(self.logsum_from) and self.logsum_from >= 0, "logsum_from", "an integer >= 0")
+        need(is_num(self.logsum_eps) and self.logsum_eps > 0, "logsum_eps", "a finite number > 0")
         need(is_int(self.eval_every) and self.eval_every >= 1, "eval_every", "an integer >= 1")
         need(
             is_int(self.preview_frame) and self.preview_frame >= 0,

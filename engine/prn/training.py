@@ -8,11 +8,13 @@ in a GUI); :meth:`Trainer.pause`, :meth:`Trainer.resume`, :meth:`Trainer.stop` a
 
 Cost per batch (seed 000, eq. 1): ``J = sum_i f(X_i) + lam * sum_groups g(align(group))`` with
 ``f`` the orthographic reprojection error ``1/2 ||X_i[:, :2] - U_i||^2`` over visible points and
-``g`` the nuclear norm of each Procrustes-aligned group of ``group_size`` frames; inputs are
+``g`` the nuclear norm of each Procrustes-aligned group of ``group_size`` frames (with
+``config.logsum``, from step ``config.logsum_from`` on the log-sum penalty
+:func:`engine.losses.log_sum_penalty` at scale ``logsum_eps * sqrt(group_size)``); inputs are
 normalised per frame (centre, divide by the 2D Frobenius norm).
 
 Automatic settings: fields left None in the config (batch and group size, learning-rate
-schedule, reflections) are chosen from the number of frames by
+schedule, reflections, the log-sum stage) are chosen from the number of frames by
 :meth:`~engine.prn.config.TrainConfig.resolved` when the trainer is built; :attr:`Trainer.config`
 and the checkpoints hold the resolved values. With ``reflections`` the alignment inside g may
 reflect each frame (orthographic 2D cannot tell a shape from its mirror image, so a frame whose
@@ -45,7 +47,7 @@ import torch
 from engine.data import KeypointSequence, load_dataset, normalize_2d, with_missing
 from engine.device import resolve_device
 from engine.errors import CheckpointError, DataError, InputError
-from engine.losses import nuclear_norm, reprojection_loss
+from engine.losses import log_sum_penalty, nuclear_norm, reprojection_loss
 from engine.metrics import mpjpe, normalized_error
 from engine.prn.checkpoint import load_checkpoint, save_checkpoint
 from engine.prn.config import TrainConfig
@@ -68,8 +70,9 @@ class TrainEvent:
     Attributes:
         step: optimiser steps done (1-based after the first step).
         total_steps: the step the run trains to.
-        losses: ``f`` (reprojection, summed over the batch), ``g`` (nuclear norms summed over
-            groups, before lambda), ``mirror`` (squared depth of mirrored frames, before its
+        losses: ``f`` (reprojection, summed over the batch), ``g`` (nuclear norms, or in the
+            log-sum stage log-sum penalties, summed over groups, before lambda; it drops where
+            the log-sum stage starts), ``mirror`` (squared depth of mirrored frames, before its
             weight) and ``total`` (``f + lam * g + mirror_weight * mirror``).
         lr: learning rate used for this step.
         elapsed_s: seconds of training in this run (pauses excluded).
@@ -302,7 +305,10 @@ class Trainer:
         groups = cfg.batch_size // cfg.group_size
         grouped = x.reshape(groups, cfg.group_size, x.shape[1], 3)
         aligned, _ = align(grouped, reflections=cfg.reflections)
-        g = nuclear_norm(aligned).sum()
+        if cfg.logsum and self.step >= cfg.logsum_from:
+            g = log_sum_penalty(aligned, cfg.logsum_eps * math.sqrt(cfg.group_size)).sum()
+        else:
+            g = nuclear_norm(aligned).sum()
         total = f + cfg.lam * g
         mirror = x.new_zeros(())
         if cfg.mirror_weight > 0:

@@ -62,7 +62,14 @@ def main() -> int:
         settings = (
             f"hidden {used.hidden}, {used.iterations} iterations, lambda {used.lam}, lr "
             f"{used.lr:g} x{used.lr_decay:g} every {used.lr_step} steps, reflections "
-            f"{'on' if used.reflections else 'off'}; batch = one alignment group of the size shown"
+            f"{'on' if used.reflections else 'off'}, g the nuclear norm"
+            + (
+                f" then the log-sum penalty from step {used.logsum_from} (scale "
+                f"{used.logsum_eps:g} sqrt(group))"
+                if used.logsum
+                else ""
+            )
+            + "; batch = one alignment group of the size shown"
         )
         start = time.perf_counter()
         trainer.run()

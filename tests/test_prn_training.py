@@ -86,9 +86,10 @@ def test_same_seed_same_losses_other_seed_differs():
 
 
 def test_resume_from_checkpoint_is_exact(tmp_path):
-    """N + M steps straight equal N steps, save, load, M more steps (losses and weights)."""
+    """N + M steps straight equal N steps, save, load, M more steps (losses and weights), with
+    the log-sum stage starting after the resume point."""
     seq = _sequence(frames=40)  # 40 frames / batch 16: the sampler wraps mid-batch
-    cfg = _config(iterations=11, missing_ratio=0.1, eval_every=3)
+    cfg = _config(iterations=11, missing_ratio=0.1, eval_every=3, logsum=True, logsum_from=7)
     straight = Trainer(cfg, seq)
     straight.run()
 
@@ -346,10 +347,12 @@ def test_logsum_penalty_takes_over_at_logsum_from(monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_training_on_cuda_follows_the_cpu_run():
-    """The same seed trains to nearly the same losses on CUDA as on the CPU."""
+    """The same seed trains to nearly the same losses on CUDA as on the CPU (the log-sum stage
+    included)."""
     runs = {}
     for device in ("cpu", "cuda"):
-        trainer = Trainer(_config(device=device, iterations=20), _sequence())
+        cfg = _config(device=device, iterations=20, logsum=True, logsum_from=10)
+        trainer = Trainer(cfg, _sequence())
         assert trainer.device.type == device
         trainer.run()
         assert trainer.state == "finished"

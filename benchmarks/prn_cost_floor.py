@@ -29,26 +29,22 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import nrsfm_sequences  # beside this script: shared with the other NRSfM benchmark
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nrsfm"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sequences", help="comma-separated names (default: every .mat)")
+    nrsfm_sequences.add_arguments(parser)
     parser.add_argument("--steps", type=int, default=1500, help="Adam steps per minimisation")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
-    if not DATA.is_dir():
-        print(f"no NRSfM data at {DATA} (the shared reference data is not beside this clone)")
+    paths = nrsfm_sequences.chosen(args)
+    if paths is None:
         return 1
 
     import numpy as np
     import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
     from engine.baselines import nrsfm_baseline, zero_depth
     from engine.data import load_dataset
@@ -95,13 +91,11 @@ def main() -> int:
             shapes = torch.cat([xy + moved, depth[..., None]], dim=-1).numpy()
         return final, normalized_error(shapes, truth), depth.detach()
 
-    names = (
-        args.sequences.split(",") if args.sequences else sorted(p.stem for p in DATA.glob("*.mat"))
-    )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps")
     rows = []
-    for name in names:
-        seq = load_dataset(str(DATA / f"{name}.mat"))
+    for path in paths:
+        name = path.stem
+        seq = load_dataset(str(path))
         defaults = TrainConfig().resolved(seq.num_frames)
         reflections = bool(defaults.reflections)
         u, _, scale = normalize_2d(seq.points2d)

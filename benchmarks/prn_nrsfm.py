@@ -19,42 +19,36 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import nrsfm_sequences  # beside this script: shared with the other NRSfM benchmark
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nrsfm"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sequences", help="comma-separated names (default: every .mat)")
+    nrsfm_sequences.add_arguments(parser)
     parser.add_argument("--iterations", type=int, help="override the default iterations")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
-    if not DATA.is_dir():
-        print(f"no NRSfM data at {DATA} (the shared reference data is not beside this clone)")
+    paths = nrsfm_sequences.chosen(args)
+    if paths is None:
         return 1
 
     import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
     from engine.data import load_dataset
     from engine.prn import TrainConfig, Trainer
     from engine.prn.reconstruct import evaluate_methods
 
-    names = (
-        args.sequences.split(",") if args.sequences else sorted(p.stem for p in DATA.glob("*.mat"))
-    )
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}"
     )
     rows = []
     settings = ""
-    for name in names:
-        seq = load_dataset(str(DATA / f"{name}.mat"))
-        cfg = TrainConfig(data=str(DATA / f"{name}.mat"), seed=args.seed, eval_every=10**9)
+    for path in paths:
+        name = path.stem
+        seq = load_dataset(str(path))
+        cfg = TrainConfig(data=str(path), seed=args.seed, eval_every=10**9)
         if args.iterations:
             cfg.iterations = args.iterations
         trainer = Trainer(cfg, seq)

@@ -58,13 +58,14 @@ tables come from ``benchmarks/prn_*.py`` with the final code):
   singular values after the first 1 or 3, where the depth grew without bound), but as a
   refinement of a nuclear-norm solution it converges near the truth: over free depths from the
   nuclear-norm minimiser (the same benchmark, final scale) it reaches 0.008 / 0.018 / 0.017 /
-  0.016 / 0.016, below ``nrsfm_bmm`` everywhere. In the network (prototype with the scale relative to
-  the group's largest singular value, about ``sqrt(group_size)`` here), switching at step 2000
-  gave yoga 0.024, at step 1000 0.025 (0.020 with 4000 steps); drink needed the whole
-  sequence as one group (groups of 512: 0.019, whole: 0.012); a smaller scale (0.005 instead
-  of 0.01) gave drink / face / pickup / stretch / yoga 0.009 / 0.019 / 0.019 / 0.018 / 0.021, a
-  larger one (0.03) yoga 0.024 and face 0.021; lam 0.03 gave yoga 0.023 and face 0.020, lam
-  0.1 yoga 0.034 (the 2D error grows). The final settings' results are the README's table.
+  0.016 / 0.016, below ``nrsfm_bmm`` everywhere. In the network (a prototype whose scale was
+  relative to the group's largest singular value, about ``sqrt(group_size)`` here), switching
+  at step 2000 gave yoga 0.024, at step 1000 0.025 (0.020 with 4000 steps); drink needed the
+  whole sequence as one group (groups of 512: 0.019, whole: 0.012); a smaller scale (0.005
+  instead of 0.01) gave drink / face / pickup / stretch / yoga 0.009 / 0.019 / 0.019 / 0.018 /
+  0.021, a larger one (0.03) yoga 0.024 and face 0.021; lam 0.03 gave yoga 0.023 and face
+  0.020, lam 0.1 yoga 0.034 (the 2D error grows). The final settings' results are the README's
+  table.
 - The network's xy output is the input plus a correction and its output layers start at zero
   (see :mod:`engine.prn.model`).
 """

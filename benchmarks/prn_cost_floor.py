@@ -9,9 +9,9 @@ with Adam, once from small random depths (as a new network starts) and once from
 truth's depths; then, from the ground truth, it minimises the whole cost ``f + lambda g`` (default
 lambda) with x, y free as well; finally, from the small-depth minimiser, the trainer's log-sum
 penalty (its second stage on sequences, :func:`engine.losses.log_sum_penalty`). All with the
-trainer's normalisation (per frame) and its automatic settings. The alignment group is the whole sequence (the trainer uses groups of up to 512
-frames). It prints g of the ground truth and of the minimisers, the e3D where each ends, and
-the all-zero-depth and classic ``nrsfm_bmm`` baselines on the same 2D.
+trainer's normalisation (per frame) and automatic settings, the whole sequence as one alignment
+group, as the trainer has it. It prints g of the ground truth and of the minimisers, the e3D
+where each ends, and the all-zero-depth and classic ``nrsfm_bmm`` baselines on the same 2D.
 
 If the nuclear-norm minimisers end further from the truth than the classic baseline, and the
 truth's g is above theirs, that cost itself prefers shapes worse than the baseline's: a network

@@ -779,10 +779,13 @@ class TrainingWorkspace(QWidget):
                     seq.points2d[frame : frame + 1], None if vis is None else vis[None]
                 )[0]
             except InputError as exc:
+                # The network was trained on other data (another point count): say why, and
+                # show the data itself rather than the network's last frame of the old data.
                 self._status(dialogs.error_text(exc))
+            else:
+                self._draw_3d(points, "prediction", f"PRN reconstruction · frame {frame}")
                 return
-            self._draw_3d(points, "prediction", f"PRN reconstruction · frame {frame}")
-        elif seq.points3d is not None:
+        if seq.points3d is not None:
             self._draw_3d(seq.points3d[frame], "truth", f"Ground truth · frame {frame}")
         else:
             self.view3d.clear()

@@ -287,3 +287,24 @@ def test_nrsfm_mat_file_trains_with_its_own_point_count(workspace, qtbot, errors
     assert ws.start_training(), errors
     qtbot.waitUntil(lambda: ws.session.state == "finished", timeout=30_000)
     assert ws.view3d.points.shape == (41, 3)
+
+
+def test_data_the_network_cannot_read_shows_its_ground_truth(workspace, qtbot, tmp_path, errors):
+    """After loading data with another point count than the trained network's, the 3D view
+    shows the new data's ground truth instead of keeping the old network's last frame."""
+    from engine.data import KeypointSequence, save_keypoints
+
+    ws = workspace
+    fill(ws, iterations=3)
+    assert ws.start_training(), errors
+    qtbot.waitUntil(lambda: ws.session.state == "finished", timeout=30_000)
+    points3d = np.random.default_rng(0).normal(size=(12, 9, 3))
+    path = tmp_path / "nine_points.npz"
+    seq = KeypointSequence(
+        points2d=points3d[..., :2].copy(), points3d=points3d, description={"source": "test"}
+    )
+    save_keypoints(path, seq)
+    assert ws.load_data(str(path)), errors
+    ws.frame_bar.set_frame(4)
+    assert ws.view3d.title.startswith("Ground truth")
+    np.testing.assert_allclose(ws.view3d.points, points3d[4] - points3d[4].mean(axis=0), atol=1e-9)

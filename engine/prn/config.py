@@ -87,14 +87,10 @@ from engine.errors import CheckpointError, InputError
 #: Data of at most this many frames is one sequence to reconstruct (the NRSfM setting) and gets
 #: the sequence settings of :meth:`TrainConfig.resolved`.
 SEQUENCE_MAX_FRAMES = 2048
-#: Fields added after format version 1 and the value that reproduces how older checkpoints
-#: were trained.
-_ADDED_FIELDS: dict[str, Any] = {
-    "reflections": False,
-    "logsum": False,
-    "logsum_from": 1000,
-    "logsum_eps": 0.003,
-}
+#: Fields added after format version 1: a checkpoint without them gets their default, or the
+#: value in :data:`_OLD_BEHAVIOUR` where the default (automatic) would train differently.
+_ADDED_FIELDS = ("reflections", "logsum", "logsum_from", "logsum_eps")
+_OLD_BEHAVIOUR: dict[str, Any] = {"reflections": False, "logsum": False}
 
 
 @dataclass
@@ -167,15 +163,18 @@ class TrainConfig:
         steps; more: batches of 256 in groups of 128, no reflections, the nuclear norm
         throughout, lr 1e-4 x0.8 every 5000 steps (measured reasons: module docstring).
         """
-        if num_frames <= SEQUENCE_MAX_FRAMES:
-            auto: dict[str, Any] = dict(group_size=max(2, num_frames), lr=1e-3, lr_decay=0.5)
-            auto.update(lr_step=1000, reflections=True, logsum=True)
-        else:
-            auto = dict(group_size=128, lr=1e-4, lr_decay=0.8, lr_step=5000, reflections=False)
-            auto["logsum"] = False
+        sequence = num_frames <= SEQUENCE_MAX_FRAMES
+        auto: dict[str, Any] = {
+            "group_size": max(2, num_frames) if sequence else 128,
+            "lr": 1e-3 if sequence else 1e-4,
+            "lr_decay": 0.5 if sequence else 0.8,
+            "lr_step": 1000 if sequence else 5000,
+            "reflections": sequence,
+            "logsum": sequence,
+        }
         group = self.group_size if self.group_size is not None else auto["group_size"]
         # One group per step for a sequence; otherwise batches of about 256 frames.
-        per_batch = 1 if num_frames <= SEQUENCE_MAX_FRAMES else max(1, 256 // group)
+        per_batch = 1 if sequence else max(1, 256 // group)
         auto["batch_size"] = group * per_batch
         chosen = {k: v for k, v in auto.items() if getattr(self, k) is None}
         return dataclasses.replace(self, **chosen)
@@ -281,7 +280,8 @@ class TrainConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise CheckpointError(f"unknown training setting(s) {unknown}", field="config")
-        d = {**_ADDED_FIELDS, **d}
+        added = {name: _OLD_BEHAVIOUR.get(name, getattr(cls, name)) for name in _ADDED_FIELDS}
+        d = {**added, **d}
         missing = sorted(names - set(d))
         if missing:
             raise CheckpointError(f"missing training setting(s) {missing}", field="config")

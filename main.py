@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command is not None:
         return args.func(args)
-    from engine.device import default_device
+    from engine.core.device import default_device
 
     try:
         default_device()

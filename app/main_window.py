@@ -71,7 +71,7 @@ def device_description() -> str:
     """The engine's compute device in words, e.g. ``cpu`` or ``cuda (NVIDIA H100)``."""
     import torch
 
-    from engine.device import default_device
+    from engine.core.device import default_device
 
     device = default_device()
     if device.type == "cuda":

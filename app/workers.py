@@ -32,9 +32,9 @@ from typing import Any
 
 from PyQt6.QtCore import QObject, QThread, pyqtSignal, pyqtSlot
 
-ProgressFn = Callable[[float, str], None]
-CancelledFn = Callable[[], bool]
-Job = Callable[[ProgressFn, CancelledFn], Any]
+from engine.core.progress import CancelFn, ProgressFn
+
+Job = Callable[[ProgressFn, CancelFn], Any]
 
 # Workers whose thread is still running; holding them here keeps Python from collecting the
 # QObject while its thread runs even if the caller dropped its reference.
@@ -43,7 +43,7 @@ _running: set[Worker] = set()
 
 def format_exception(exc: BaseException) -> str:
     """One line for a user: an InputError's own message, else ``Type: text``."""
-    from engine.errors import InputError
+    from engine.core.errors import InputError
 
     if isinstance(exc, InputError):
         return str(exc)

@@ -21,8 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.laplacian import build_editing_basis, laplacian_solve
-from engine.primitives import icosphere
+from engine.deform.editing import build_editing_basis
+from engine.deform.solve import laplacian_solve
+from engine.geometry.primitives import icosphere
 
 SUBDIV = {642: 3, 2562: 4, 10242: 5, 40962: 6, 163842: 7}
 

@@ -8,7 +8,7 @@ Methods (each does one forward + backward of ``loss = sum(V * weights)`` w.r.t. 
               sample at a time, as the listing is written).
 (b) dense  -- the authors' code path: dense N x N normal equations, ``torch.linalg.cholesky``,
               autograd through it (one factorisation shared by the batch).
-(c) ours   -- ``engine.laplacian.laplacian_solve`` with a cached factorisation (factorisation time
+(c) ours   -- ``engine.deform.solve.laplacian_solve`` with a cached factorisation (factorisation time
               reported separately), and the editing-basis update ``T + B_A Delta``.
 
 Times of (a), (b), (c) are the best of several runs (one run, marked, where a single run takes
@@ -43,14 +43,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.handles import dependency_matrix
-from engine.laplacian import (
-    EditingBasis,
-    LaplacianSystem,
-    cotangent_laplacian,
-    laplacian_solve,
-)
-from engine.primitives import icosphere
+from engine.deform.editing import EditingBasis
+from engine.deform.solve import LaplacianSystem, laplacian_solve
+from engine.geometry.handles import dependency_matrix
+from engine.geometry.laplacian import cotangent_laplacian
+from engine.geometry.primitives import icosphere
 
 SUBDIV = {642: 3, 2562: 4, 10242: 5, 40962: 6, 163842: 7}
 

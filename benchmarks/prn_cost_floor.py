@@ -8,7 +8,7 @@ small lambda, the best case for f) and minimises g over every frame's depths as 
 with Adam, once from small random depths (as a new network starts) and once from the ground
 truth's depths; then, from the ground truth, it minimises the whole cost ``f + lambda g`` (default
 lambda) with x, y free as well; finally, from the small-depth minimiser, the trainer's log-sum
-penalty (its second stage on sequences, :func:`engine.losses.log_sum_penalty`). All with the
+penalty (its second stage on sequences, :func:`engine.nrsfm.losses.log_sum_penalty`). All with the
 trainer's normalisation (per frame) and automatic settings, the whole sequence as one alignment
 group, as the trainer has it. It prints g of the ground truth and of the minimisers, the e3D
 where each ends, and the all-zero-depth and classic ``nrsfm_bmm`` baselines on the same 2D.
@@ -46,13 +46,13 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from engine.baselines import nrsfm_baseline, zero_depth
-    from engine.data import load_dataset
-    from engine.data.normalize import normalize_2d
-    from engine.losses import log_sum_penalty, nuclear_norm
-    from engine.metrics import normalized_error
+    from engine.io.keypoints import load_dataset
+    from engine.nrsfm.baselines import nrsfm_baseline, zero_depth
+    from engine.nrsfm.losses import log_sum_penalty, nuclear_norm
+    from engine.nrsfm.metrics import normalized_error
+    from engine.nrsfm.normalize import normalize_2d
+    from engine.nrsfm.procrustes import align
     from engine.prn import TrainConfig
-    from engine.procrustes import align
 
     def cost(
         xy: torch.Tensor, depth: torch.Tensor, reflections: bool, logsum: bool = False

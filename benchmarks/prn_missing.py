@@ -38,8 +38,8 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from engine.data import load_dataset, with_missing
-    from engine.metrics import evaluate
+    from engine.io.keypoints import load_dataset, with_missing
+    from engine.nrsfm.metrics import evaluate
     from engine.prn import TrainConfig, Trainer
     from engine.prn.reconstruct import reconstruct
 

@@ -36,7 +36,7 @@ def main() -> int:
 
     import torch
 
-    from engine.data import load_dataset
+    from engine.io.keypoints import load_dataset
     from engine.prn import TrainConfig, Trainer
     from engine.prn.reconstruct import evaluate_methods
 

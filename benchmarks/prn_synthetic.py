@@ -39,7 +39,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from engine.data import load_dataset
+    from engine.io.keypoints import load_dataset
     from engine.prn import TrainConfig, Trainer, load_model
     from engine.prn.reconstruct import evaluate_methods
 

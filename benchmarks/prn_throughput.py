@@ -31,7 +31,7 @@ def main() -> int:
 
     import torch
 
-    from engine.data import load_dataset
+    from engine.io.keypoints import load_dataset
     from engine.prn import TrainConfig, Trainer
 
     data = load_dataset("synthetic:human?frames=4000")

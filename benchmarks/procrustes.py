@@ -3,7 +3,7 @@
 (a) dense: the authors' formulation, the full 3Pn_f x 3Pn_f Jacobian (A B^-1 C + I) D built
     explicitly and multiplied by the incoming gradient (only where it fits in ~8 GB);
 (b) unrolled: autograd through the iteration, run for the number of sweeps the forward used;
-(c) ours: :func:`engine.procrustes.align` with PRN's implicit gradient as a vector-Jacobian
+(c) ours: :func:`engine.nrsfm.procrustes.align` with PRN's implicit gradient as a vector-Jacobian
     product (no Jacobian; Woodbury solve for large groups).
 
 The loss is ``sum(X_aligned * W)`` for a fixed random W, so the backward pass is exactly the
@@ -41,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.procrustes import (
+from engine.nrsfm.procrustes import (
     align,
     align_iterations,
     align_jacobian_dense,

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from engine.baselines import (
+from engine.core.errors import DataError
+from engine.io.keypoints import KeypointSequence, load_dataset, with_missing
+from engine.nrsfm.baselines import (
     BASELINES,
     _complete,
     _singular_value_threshold,
     nrsfm_baseline,
     zero_depth,
 )
-from engine.data import KeypointSequence, load_dataset, with_missing
-from engine.errors import DataError
-from engine.metrics import normalized_error
+from engine.nrsfm.metrics import normalized_error
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.data import KeypointSequence, load_keypoints, save_keypoints
+from engine.io.keypoints import KeypointSequence, load_keypoints, save_keypoints
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ def test_evaluate_prints_prn_and_baselines(files):
     lines = result.stdout.splitlines()
     rows = {line.split()[0]: line.split()[1:] for line in lines[3:]}
     assert {"PRN", "zero_depth"} <= set(rows)
-    from engine.metrics import evaluate as reference
+    from engine.nrsfm.metrics import evaluate as reference
     from engine.prn.checkpoint import load_model
     from engine.prn.reconstruct import reconstruct
 

@@ -8,17 +8,15 @@ import numpy as np
 import pytest
 import scipy.io
 
-from engine.data import (
+from engine.core.errors import DataError
+from engine.io.keypoints import (
     KeypointSequence,
-    denormalize_3d,
     load_dataset,
     load_keypoints,
-    normalize_2d,
-    normalize_3d,
     save_keypoints,
     with_missing,
 )
-from engine.errors import DataError
+from engine.nrsfm.normalize import denormalize_3d, normalize_2d, normalize_3d
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -8,8 +8,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from engine.demo_template import make_demo_template
-from engine.mesh import load_mesh
+from engine.geometry.demo_template import make_demo_template
+from engine.io.mesh import load_mesh
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "demo_template.ply"
 

@@ -1,4 +1,4 @@
-"""engine.device: the one device choice, and its environment override."""
+"""engine.core.device: the one device choice, and its environment override."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import main
-from engine.device import default_device, resolve_device
+from engine.core.device import default_device, resolve_device
 
 
 def test_default_and_override(monkeypatch):

@@ -1,4 +1,4 @@
-"""Tests for engine.handles: edge-graph geodesics, farthest-point handles, the authors' logits."""
+"""Tests for engine.geometry.handles: edge-graph geodesics, farthest-point handles, the authors' logits."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from engine.handles import (
+from engine.geometry.handles import (
     UNREACHABLE_GAP,
     dependency_matrix,
     farthest_point_handles,
     geodesic_distances,
     init_logits,
 )
-from engine.primitives import grid, icosphere
+from engine.geometry.primitives import grid, icosphere
 
 
 def two_components():

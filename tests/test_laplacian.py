@@ -1,4 +1,4 @@
-"""Tests for engine.laplacian against independent references: hand-computed Laplacians, dense
+"""Tests for engine.geometry.laplacian and engine.deform against independent references: hand-computed Laplacians, dense
 numpy solves of the normal equations, torch.autograd.gradcheck in float64."""
 
 from __future__ import annotations
@@ -10,21 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import MeshError
-from engine.handles import dependency_matrix
-from engine.laplacian import (
-    COT_BOUND,
-    Cancelled,
-    EditingBasis,
-    LaplacianDeformer,
-    LaplacianSystem,
-    build_editing_basis,
-    cotangent_laplacian,
-    laplacian_solve,
-    laplacian_system,
-)
-from engine.mesh import load_mesh
-from engine.primitives import grid, icosphere, octasphere
+from engine.core.errors import MeshError
+from engine.core.progress import Cancelled
+from engine.deform.deformer import LaplacianDeformer
+from engine.deform.editing import EditingBasis, build_editing_basis
+from engine.deform.solve import LaplacianSystem, laplacian_solve, laplacian_system
+from engine.geometry.handles import dependency_matrix
+from engine.geometry.laplacian import COT_BOUND, cotangent_laplacian
+from engine.geometry.primitives import grid, icosphere, octasphere
+from engine.io.mesh import load_mesh
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 S3 = 3**0.5

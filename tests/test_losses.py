@@ -1,4 +1,4 @@
-"""Tests of engine.losses: nuclear norm (value, gradient, subgradient at degenerate spectra) and
+"""Tests of engine.nrsfm.losses: nuclear norm (value, gradient, subgradient at degenerate spectra) and
 the masked reprojection loss."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import DataError
-from engine.losses import log_sum_penalty, nuclear_norm, reprojection_loss
+from engine.core.errors import DataError
+from engine.nrsfm.losses import log_sum_penalty, nuclear_norm, reprojection_loss
 
 
 def _frames(G: int, n: int, P: int, seed: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Tests for engine.mesh: quirky OBJ forms, PLY/STL/VTK round trips, and every error message."""
+"""Tests for engine.io.mesh: quirky OBJ forms, PLY/STL/VTK round trips, and every error message."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import MeshError
-from engine.mesh import Mesh, load_mesh, mesh_hash, save_mesh, validate_mesh
-from engine.primitives import icosphere
+from engine.core.errors import MeshError
+from engine.geometry.primitives import icosphere
+from engine.io.mesh import Mesh, load_mesh, mesh_hash, save_mesh, validate_mesh
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import DataError
-from engine.metrics import aligned, evaluate, mpjpe, normalized_error, per_point_errors
+from engine.core.errors import DataError
+from engine.nrsfm.metrics import aligned, evaluate, mpjpe, normalized_error, per_point_errors
 
 # One frame, three points: a right triangle in the z = 0 plane (centred).
 TRIANGLE = np.array([[[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [0.0, 3.0, 0.0]]])

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.analysis import Cancelled, pca
-from engine.errors import DataError
+from engine.analysis import pca
+from engine.core.errors import DataError
+from engine.core.progress import Cancelled
 
 
 def _low_rank_set(num_shapes: int, num_points: int, sigmas: list[float], seed: int = 0):
@@ -208,8 +209,8 @@ def test_align_shapes_removes_rotation_and_translation(group_size):
 
 @pytest.fixture(scope="module")
 def small_basis():
-    from engine.laplacian import build_editing_basis
-    from engine.primitives import icosphere
+    from engine.deform.editing import build_editing_basis
+    from engine.geometry.primitives import icosphere
 
     vertices, faces = icosphere(2)
     return build_editing_basis(vertices, faces, num_handles=4), vertices, faces
@@ -257,7 +258,7 @@ def test_independent_offsets_option(small_basis):
 def _write_handle_set(path, vertices, faces, ids, offsets, mesh_hash_value=None):
     import json
 
-    from engine.mesh import mesh_hash
+    from engine.io.mesh import mesh_hash
 
     doc = {
         "format": "shapebench-handle-set",
@@ -273,8 +274,8 @@ def _write_handle_set(path, vertices, faces, ids, offsets, mesh_hash_value=None)
 
 
 def test_load_handle_sets(tmp_path, small_basis):
-    from engine.analysis.sources import load_handle_sets
-    from engine.errors import InputError
+    from engine.core.errors import InputError
+    from engine.io.handle_sets import load_handle_sets
 
     _, vertices, faces = small_basis
     ids = [0, 5, 9]
@@ -295,7 +296,7 @@ def test_load_handle_sets(tmp_path, small_basis):
     with pytest.raises(InputError, match="another mesh"):
         load_handle_sets([paths[0], foreign])
     bad = tmp_path / "bad.json"
-    bad.write_text('{"mesh_hash": "x", "num_vertices": 5, "handle_ids": [1], "offsets": [[1, 2]]}')
+    bad.write_text('{"format": "shapebench-handle-set", "version": 1, "num_handles": 1, "mesh_hash": "x", "num_vertices": 5, "handle_ids": [1], "offsets": [[1, 2]]}')
     with pytest.raises(InputError, match="offsets"):
         load_handle_sets([paths[0], bad])
     broken = tmp_path / "broken.json"
@@ -308,9 +309,9 @@ def test_load_handle_sets(tmp_path, small_basis):
 
 def test_load_mesh_set(tmp_path, small_basis):
     from engine.analysis.sources import load_mesh_set
-    from engine.errors import MeshError
-    from engine.mesh import save_mesh
-    from engine.primitives import icosphere
+    from engine.core.errors import MeshError
+    from engine.geometry.primitives import icosphere
+    from engine.io.mesh import save_mesh
 
     _, vertices, faces = small_basis
     paths = []
@@ -328,8 +329,8 @@ def test_load_mesh_set(tmp_path, small_basis):
 
 
 def test_reconstructions_for_pca(tmp_path):
-    from engine.analysis.sources import reconstructions_for_pca, skeleton_edges
-    from engine.data import load_dataset
+    from engine.analysis.sources import reconstructions_for_pca
+    from engine.io.keypoints import load_dataset, skeleton_edges
     from engine.prn.checkpoint import save_checkpoint
     from engine.prn.config import TrainConfig
     from engine.prn.model import PRNFCN

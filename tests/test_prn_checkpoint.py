@@ -10,7 +10,7 @@ import stat
 import pytest
 import torch
 
-from engine.errors import CheckpointError
+from engine.core.errors import CheckpointError
 from engine.prn.checkpoint import (
     FORMAT_VERSION,
     build_model,

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from engine.errors import CheckpointError, InputError
+from engine.core.errors import CheckpointError, InputError
 from engine.prn.config import TrainConfig
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data import KeypointSequence
-from engine.errors import CheckpointError, DataError, InputError
+from engine.core.errors import CheckpointError, DataError, InputError
+from engine.io.keypoints import KeypointSequence
 from engine.prn.checkpoint import load_checkpoint
 from engine.prn.config import TrainConfig
 from engine.prn.training import Trainer, mirrored_frames
@@ -189,7 +189,7 @@ def test_missing_points_are_excluded_from_f():
 
 def test_learns_depth_better_than_zero_depth():
     """On exact low-rank data a short run already beats the all-zero-depth baseline clearly."""
-    from engine.metrics import normalized_error
+    from engine.nrsfm.metrics import normalized_error
 
     seq = _sequence(frames=64, points=10, rank=1, seed=5)
     cfg = _config(iterations=150, hidden=64, batch_size=32, group_size=16, lr=3e-3, eval_every=150)
@@ -223,7 +223,7 @@ def test_mirrored_frames_finds_the_reflected_frame():
         if i == 4:
             shape = shape * torch.tensor([1.0, 1.0, -1.0])
         frames.append(shape @ torch.tensor(q).T)
-    from engine.procrustes import align
+    from engine.nrsfm.procrustes import align
 
     aligned, _ = align(torch.stack(frames)[None])
     flags = mirrored_frames(aligned)

@@ -1,4 +1,4 @@
-"""Tests of engine.procrustes.align: forward optimality, gauge, and PRN's implicit gradient.
+"""Tests of engine.nrsfm.procrustes.align: forward optimality, gauge, and PRN's implicit gradient.
 
 References: finite differences of the full iterative alignment (torch.autograd.gradcheck in
 float64) and autograd through the unrolled iteration run to convergence.
@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.errors import DataError
-from engine.losses import nuclear_norm
-from engine.procrustes import (
+from engine.core.errors import DataError
+from engine.nrsfm.losses import nuclear_norm
+from engine.nrsfm.procrustes import (
     align,
     align_iterations,
     align_jacobian_dense,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from engine.data.synthetic import (
+from engine.core.errors import DataError
+from engine.synthetic.human import (
     H36M_EDGES,
     H36M_JOINT_NAMES,
     H36M_PARENTS,
@@ -19,7 +20,6 @@ from engine.data.synthetic import (
     sample_motion,
     synthetic_human,
 )
-from engine.errors import DataError
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """Comparison session state: one sequence with ground truth and the reconstructions compared on it.
 
 A *method* is a named ``(F, P, 3)`` reconstruction of the sequence: a PRN checkpoint (run through
-``engine.prn.reconstruct``) or a baseline (``engine.baselines.BASELINES``). Metrics and per-point
-errors come from ``engine.metrics`` — the same functions ``python main.py evaluate`` prints — so
+``engine.prn.reconstruct``) or a baseline (``engine.nrsfm.baselines.BASELINES``). Metrics and per-point
+errors come from ``engine.nrsfm.metrics`` — the same functions ``python main.py evaluate`` prints — so
 the table in the Compare workspace shows the CLI's numbers.
 
 Computing reconstructions can take seconds (a classic NRSfM baseline on a long sequence), so it
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 
-from engine.errors import DataError
+from engine.core.errors import DataError
 
 GROUND_TRUTH = "ground truth"
 MAX_SHOWN_METHODS = 3  # plus the ground-truth view: four linked views at most
@@ -33,10 +33,10 @@ class MethodResult:
         name: label in the table and above the view (``"PRN demo_prn.pt"``, ``"zero_depth"``).
         kind: ``"checkpoint"`` or ``"baseline"``.
         prediction: ``(F, P, 3)`` float64 in the camera frame and units of the input.
-        metrics: ``engine.metrics.evaluate`` output (``mpjpe`` in ground-truth units, ``e3d``).
+        metrics: ``engine.nrsfm.metrics.evaluate`` output (``mpjpe`` in ground-truth units, ``e3d``).
         errors: ``(F, P)`` per-point error (ground-truth units) from
-            ``engine.metrics.per_point_errors``.
-        display: ``(F, P, 3)`` the prediction as drawn: ``engine.metrics.aligned`` (each frame
+            ``engine.nrsfm.metrics.per_point_errors``.
+        display: ``(F, P, 3)`` the prediction as drawn: ``engine.nrsfm.metrics.aligned`` (each frame
             centred, depth sign chosen as the metrics choose it).
         source: checkpoint path or baseline name.
     """
@@ -63,9 +63,9 @@ def score(
     """Score one ``(F, P, 3)`` reconstruction against ``(F, P, 3)`` ground truth.
 
     Uses the metric functions ``engine.prn.reconstruct.evaluate_methods`` (and so the CLI's
-    ``evaluate``) uses; the drawn shape is ``engine.metrics.aligned``'s, i.e. the scored one.
+    ``evaluate``) uses; the drawn shape is ``engine.nrsfm.metrics.aligned``'s, i.e. the scored one.
     """
-    from engine.metrics import aligned, mpjpe, normalized_error, per_point_errors
+    from engine.nrsfm.metrics import aligned, mpjpe, normalized_error, per_point_errors
 
     prediction = np.asarray(prediction, dtype=np.float64)
     metrics = {
@@ -88,10 +88,10 @@ def compute_methods(
     """Reconstruct ``sequence`` with each checkpoint and baseline and score them (thread-safe).
 
     Args:
-        sequence: ``engine.data.KeypointSequence`` with ``points3d`` (ground truth).
+        sequence: ``engine.io.keypoints.KeypointSequence`` with ``points3d`` (ground truth).
         checkpoints: PRN checkpoint files; each is loaded with ``engine.prn.checkpoint.load_model``
             and run by ``engine.prn.reconstruct.reconstruct``.
-        baselines: keys of ``engine.baselines.BASELINES``.
+        baselines: keys of ``engine.nrsfm.baselines.BASELINES``.
         progress: ``(fraction, message)`` callback (e.g. a Worker's).
         cancelled: returns True when the caller gave up; checked between methods.
 
@@ -99,7 +99,7 @@ def compute_methods(
         DataError: the sequence has no ground truth.
         CheckpointError: a checkpoint is foreign/damaged or made for another number of points.
     """
-    from engine.baselines import BASELINES
+    from engine.nrsfm.baselines import BASELINES
     from engine.prn.checkpoint import load_model
     from engine.prn.reconstruct import reconstruct
 

@@ -1,20 +1,18 @@
 """State of one handle-editing session: mesh, editing basis, handle offsets, selection, history.
 
 A QObject that emits signals and never touches widgets, so it is tested without a window.
-The numerics are the engine's: :func:`engine.laplacian.build_editing_basis` (run off the GUI
+The numerics are the engine's: :func:`engine.deform.editing.build_editing_basis` (run off the GUI
 thread through :class:`app.workers.Worker`) and ``EditingBasis.deform`` (O(NK) per drag event).
 
 Units and shapes: vertices (N,3) float64 in the mesh's units; handle offsets (K,3) float64 in
 the same units; handle *targets* are ``A @ template + offsets`` (K,3); the history holds offset
 arrays, so undo gives back bit-identical vertices.
 
-Handle-set files (JSON): ``{"format": "shapebench-handle-set", "version": 1, "mesh_hash",
-"num_vertices", "num_handles", "handle_ids": [K ints], "offsets": [[x, y, z] * K]}``.
+Handle-set files are read and written by :mod:`engine.io.handle_sets`.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -22,98 +20,12 @@ import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from app.workers import Worker
-from engine.errors import InputError
-from engine.mesh import Mesh, load_mesh, mesh_hash, save_mesh
+from engine.core.errors import InputError
+from engine.io.handle_sets import read_handle_set, write_handle_set
+from engine.io.mesh import Mesh, load_mesh, mesh_hash, save_mesh
 
-HANDLE_SET_FORMAT = "shapebench-handle-set"
-HANDLE_SET_VERSION = 1
 DEFAULT_NUM_HANDLES = 16
 DEMO_TEMPLATE = Path(__file__).resolve().parents[2] / "assets" / "demo_template.ply"
-
-
-def read_handle_set(path: str | Path) -> dict:
-    """Parse and validate a handle-set JSON file.
-
-    Returns:
-        dict with ``mesh_hash`` (str), ``num_vertices`` (int), ``handle_ids`` (K,) int64,
-        ``offsets`` (K,3) float64.
-
-    Raises:
-        InputError: unreadable file, not JSON, wrong format tag/version, missing or
-            malformed fields (message names the file and field).
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the file ({exc})", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
-    if not isinstance(data, dict) or data.get("format") != HANDLE_SET_FORMAT:
-        raise InputError(
-            f'not a handle set (expected "format": "{HANDLE_SET_FORMAT}")',
-            path=path,
-            field="format",
-        )
-    if data.get("version") != HANDLE_SET_VERSION:
-        raise InputError(
-            f"unsupported version {data.get('version')!r}, expected {HANDLE_SET_VERSION}",
-            path=path,
-            field="version",
-        )
-    for key in ("mesh_hash", "num_vertices", "num_handles", "handle_ids", "offsets"):
-        if key not in data:
-            raise InputError("missing field", path=path, field=key)
-    try:
-        ids = np.asarray(data["handle_ids"], dtype=np.int64)
-    except (TypeError, ValueError):
-        raise InputError("expected a list of integers", path=path, field="handle_ids") from None
-    try:
-        offsets = np.asarray(data["offsets"], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError("expected a list of [x, y, z]", path=path, field="offsets") from None
-    k = data["num_handles"]
-    if not isinstance(k, int) or k < 1 or ids.shape != (k,):
-        raise InputError(
-            f"expected num_handles >= 1 equal to the number of handle_ids, got {k!r} and "
-            f"{ids.shape[0] if ids.ndim == 1 else ids.shape}",
-            path=path,
-            field="num_handles",
-        )
-    if offsets.shape != (k, 3) or not np.all(np.isfinite(offsets)):
-        raise InputError(
-            f"expected {k} finite [x, y, z] rows, got shape {offsets.shape}",
-            path=path,
-            field="offsets",
-        )
-    n = data["num_vertices"]
-    if not isinstance(n, int) or ids.min() < 0 or ids.max() >= n:
-        raise InputError(f"handle ids must lie in [0, {n})", path=path, field="handle_ids")
-    return {
-        "mesh_hash": str(data["mesh_hash"]),
-        "num_vertices": n,
-        "handle_ids": ids,
-        "offsets": offsets,
-    }
-
-
-def write_handle_set(
-    path: str | Path, mesh: Mesh, handle_ids: np.ndarray, offsets: np.ndarray
-) -> None:
-    """Write handle ids (K,) and offsets (K,3) with the mesh's hash (see module docstring)."""
-    data = {
-        "format": HANDLE_SET_FORMAT,
-        "version": HANDLE_SET_VERSION,
-        "mesh_hash": mesh_hash(mesh.vertices, mesh.faces),
-        "num_vertices": len(mesh.vertices),
-        "num_handles": len(handle_ids),
-        "handle_ids": [int(i) for i in handle_ids],
-        # repr-precision floats: the set reproduces the deformation exactly.
-        "offsets": [[float(x) for x in row] for row in offsets],
-    }
-    Path(path).write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
 def _prepare(mesh_or_path, num_handles: int, handle_ids, progress, cancelled):
@@ -124,8 +36,9 @@ def _prepare(mesh_or_path, num_handles: int, handle_ids, progress, cancelled):
     """
     import torch
 
-    from engine.handles import farthest_point_handles
-    from engine.laplacian import Cancelled, build_editing_basis
+    from engine.core.progress import Cancelled
+    from engine.deform.editing import build_editing_basis
+    from engine.geometry.handles import farthest_point_handles
 
     if isinstance(mesh_or_path, Mesh):
         mesh = mesh_or_path
@@ -186,7 +99,7 @@ def _prepare_in_process(mesh: Mesh, num_handles: int, handle_ids, progress, canc
     import multiprocessing as mp
     import queue as queue_module
 
-    from engine.laplacian import Cancelled
+    from engine.core.progress import Cancelled
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -540,7 +453,7 @@ class MeshSession(QObject):
     def save_handle_set(self, path: str | Path) -> None:
         """Write the handle ids, offsets and the mesh hash as JSON."""
         self._require_ready()
-        write_handle_set(path, self.mesh, self._handle_ids, self._offsets)
+        write_handle_set(path, self.mesh.vertices, self.mesh.faces, self._handle_ids, self._offsets)
 
     def load_handle_set(self, path: str | Path) -> Worker | None:
         """Apply a saved handle set to the open mesh.

@@ -91,7 +91,8 @@ def compute_modes(
     import torch
 
     from engine.analysis import pca, sources
-    from engine.analysis.pca import Cancelled
+    from engine.core.progress import Cancelled
+    from engine.io.handle_sets import load_handle_sets
 
     def part(lo: float, hi: float) -> Callable[[float, str], None]:
         def report(fraction: float, message: str) -> None:
@@ -104,8 +105,8 @@ def compute_modes(
     faces = edges = None
     shapes_progress = part(0.0, 0.5)
     if source.kind in ("demo", "handles"):
-        from engine.laplacian import build_editing_basis
-        from engine.mesh import load_mesh
+        from engine.deform.editing import build_editing_basis
+        from engine.io.mesh import load_mesh
 
         mesh = load_mesh(source.mesh or DEMO_TEMPLATE)
         faces = mesh.faces
@@ -118,10 +119,10 @@ def compute_modes(
                 basis, source.num_samples, source.scale, source.seed
             )
         else:
-            from engine.errors import InputError
-            from engine.mesh import mesh_hash
+            from engine.core.errors import InputError
+            from engine.io.mesh import mesh_hash
 
-            sets = sources.load_handle_sets(source.paths)
+            sets = load_handle_sets(source.paths)
             if sets.mesh_hash != mesh_hash(mesh.vertices, mesh.faces):
                 raise InputError(
                     f"the handle sets were saved for another mesh ({sets.num_vertices} vertices) "
@@ -137,17 +138,17 @@ def compute_modes(
             )
             shapes = sources.deform_offsets(basis, sets.offsets)
     elif source.kind == "meshes":
-        from engine.mesh import load_mesh
+        from engine.io.mesh import load_mesh
 
         shapes = sources.load_mesh_set(source.paths)
         faces = load_mesh(source.paths[0]).faces
     elif source.kind == "checkpoint":
-        from engine.data import load_dataset
+        from engine.io.keypoints import load_dataset, skeleton_edges
         from engine.prn.checkpoint import load_checkpoint
 
         checkpoint = load_checkpoint(source.paths[0])
         sequence = load_dataset(source.data or checkpoint.config.data)
-        edges = sources.skeleton_edges(sequence)
+        edges = skeleton_edges(sequence)
         shapes = sources.reconstructions_for_pca(
             source.paths[0], sequence, progress=shapes_progress, cancel=cancelled
         )

@@ -23,7 +23,7 @@ import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal, pyqtSlot
 
 from app.workers import Worker, format_exception
-from engine.errors import InputError
+from engine.core.errors import InputError
 
 UPDATE_INTERVAL_S = 0.1
 
@@ -117,8 +117,8 @@ def prepare_checkpoint(path: str | Path, sequence=None, spec: str = "") -> Prepa
         CheckpointError: foreign, damaged or incompatible file.
         InputError: the checkpoint's data cannot be loaded and ``sequence`` does not fit.
     """
-    from engine.data import load_dataset
-    from engine.errors import CheckpointError
+    from engine.core.errors import CheckpointError
+    from engine.io.keypoints import load_dataset
     from engine.prn.checkpoint import load_checkpoint
     from engine.prn.training import Trainer
 
@@ -223,7 +223,7 @@ class TrainingSession(QObject):
             InputError: the file or spec is unusable (the current data stays).
             RuntimeError: a run is in progress.
         """
-        from engine.data import load_dataset
+        from engine.io.keypoints import load_dataset
 
         if self.is_busy():
             raise RuntimeError("stop the training run before changing the data")

@@ -42,16 +42,13 @@ from app import dialogs
 from app.export import save_animation, save_png
 from app.models.comparison import GROUND_TRUTH, MAX_SHOWN_METHODS, ComparisonModel, compute_methods
 from app.models.training_session import limit_torch_threads
+from app.paths import CHECKPOINT_FILTER, DEMO_CHECKPOINT
+from app.views.frame_bar import FrameBar
+from app.views.keypoint_data import DataPanel
 from app.views.linked_views import LinkedViews
 from app.workers import Worker
-from app.workspaces.training import (
-    CHECKPOINT_FILTER,
-    DEMO_CHECKPOINT,
-    DataPanel,
-    FrameBar,
-    default_edges,
-)
-from engine.errors import InputError
+from engine.core.errors import InputError
+from engine.io.keypoints import skeleton_edges
 
 #: Sequences offered for comparison: (label, load_dataset spec). ``split=test`` motions come
 #: from seeds the training split never uses. The first is the default: ten motions, enough
@@ -115,7 +112,7 @@ class CompareWorkspace(QWidget):
         self.add_checkpoint_button = QPushButton("Add checkpoint…")
         self.remove_checkpoint_button = QPushButton("Remove")
         self.baseline_checks: dict[str, QCheckBox] = {}
-        from engine.baselines import BASELINES
+        from engine.nrsfm.baselines import BASELINES
 
         methods = QGridLayout(methods_box)
         methods.addWidget(QLabel("PRN checkpoints:"), 0, 0, 1, 2)
@@ -276,7 +273,7 @@ class CompareWorkspace(QWidget):
     # ------------------------------------------------------------------ data and methods
     def load_data(self, spec: str) -> bool:
         """Compare on this data set (needs 3D ground truth); errors become a dialog."""
-        from engine.data import load_dataset
+        from engine.io.keypoints import load_dataset
 
         if self._busy():
             self._error("Cannot load data", "wait for the running computation to finish")
@@ -394,7 +391,7 @@ class CompareWorkspace(QWidget):
 
     # ------------------------------------------------------------------ table and views
     def _on_sequence(self, sequence) -> None:
-        self._edges = default_edges(sequence)
+        self._edges = skeleton_edges(sequence)
         self.frame_bar.set_count(sequence.num_frames)
         last = sequence.num_frames - 1
         for spin in (self.export_from, self.export_to):

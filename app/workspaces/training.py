@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PyQt6.QtCore import QEvent, QObject, Qt, QTimer, pyqtSignal
+from PyQt6.QtCore import QEvent, QObject, Qt, QTimer
 from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QGridLayout,
@@ -37,7 +36,6 @@ from PyQt6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSlider,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -46,22 +44,15 @@ from PyQt6.QtWidgets import (
 
 from app import dialogs
 from app.models.training_session import TrainingSession, Update, warm_up
+from app.paths import CHECKPOINT_FILTER, DEMO_CHECKPOINT
+from app.views.frame_bar import FrameBar
+from app.views.keypoint_data import DataPanel, sequence_summary
 from app.views.plots import LossCurves, Points2DPlot
 from app.views.skeleton_view import SkeletonView
-from engine.errors import InputError
+from engine.core.errors import InputError
+from engine.io.keypoints import skeleton_edges
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_CHECKPOINT = REPO_ROOT / "assets" / "demo_prn.pt"
-DATA_FILE_FILTER = "Keypoint sequences (*.mat *.npz);;All files (*)"
-CHECKPOINT_FILTER = "PRN checkpoints (*.pt);;All files (*)"
-#: Built-in data sets offered in the data panel: (label, load_dataset spec).
-BUILTIN_DATASETS = [
-    ("Synthetic human (default training set)", "synthetic:human"),
-    ("Synthetic human, small (2,000 frames)", "synthetic:human?frames=2000"),
-]
-PLAY_FPS = 25.0
 CURVES_INTERVAL_S = 0.3
-SPEEDS = [("0.25x", 0.25), ("0.5x", 0.5), ("1x", 1.0), ("2x", 2.0), ("4x", 4.0)]
 
 # Labels of the TrainConfig fields in the form; a field missing here is shown under its own name,
 # so settings added to TrainConfig later appear without changes here. The data set comes from
@@ -111,27 +102,6 @@ _BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True}
 _BOOL_WORDS |= {"false": False, "no": False, "off": False, "0": False}
 
 
-def default_edges(sequence) -> np.ndarray | None:
-    """Bones to draw: the data's own edges, or the Human3.6M skeleton for 17-point synthetic data."""
-    if sequence.edges is not None:
-        return np.asarray(sequence.edges)
-    source = str(sequence.description.get("source", sequence.description.get("kind", "")))
-    if sequence.num_points == 17 and "synthetic" in source:
-        from engine.data.synthetic import H36M_EDGES
-
-        return np.asarray(H36M_EDGES)
-    return None
-
-
-def sequence_summary(sequence) -> str:
-    """One-paragraph description of a sequence for the data panel."""
-    gt = "yes" if sequence.points3d is not None else "no"
-    return (
-        f"{sequence.num_frames:,} frames, {sequence.num_points} points, "
-        f"{100.0 * sequence.missing_ratio:.1f}% missing, 3D ground truth: {gt}"
-    )
-
-
 def checkpoint_summary(checkpoint) -> str:
     """The metadata of a loaded checkpoint as readable text (config, data, metrics, date)."""
     lines = [
@@ -149,124 +119,6 @@ def checkpoint_summary(checkpoint) -> str:
         + ", ".join(f"{k} = {v}" for k, v in dataclasses.asdict(checkpoint.config).items()),
     ]
     return "\n".join(lines)
-
-
-class DataPanel(QGroupBox):
-    """Choose a built-in synthetic set or a .mat/.npz file; shows what was loaded.
-
-    Signals:
-        requested(str): the user asked for this ``load_dataset`` spec.
-    """
-
-    requested = pyqtSignal(str)
-
-    def __init__(self, parent: QWidget | None = None, datasets=BUILTIN_DATASETS) -> None:
-        super().__init__("Data", parent)
-        self.combo = QComboBox()
-        for label, spec in datasets:
-            self.combo.addItem(label, spec)
-        self.load_button = QPushButton("Load")
-        self.file_button = QPushButton("Open file…")
-        self.info = QLabel("No data loaded.")
-        self.info.setWordWrap(True)
-        layout = QGridLayout(self)
-        layout.addWidget(self.combo, 0, 0, 1, 2)
-        layout.addWidget(self.load_button, 1, 0)
-        layout.addWidget(self.file_button, 1, 1)
-        layout.addWidget(self.info, 2, 0, 1, 2)
-        self.load_button.clicked.connect(lambda: self.requested.emit(self.combo.currentData()))
-        self.file_button.clicked.connect(self._choose_file)
-
-    def _choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open keypoint sequence", "", DATA_FILE_FILTER)
-        if path:
-            self.requested.emit(path)
-
-    def show_sequence(self, sequence, spec: str) -> None:
-        """Describe the loaded ``sequence`` (and select/add ``spec`` in the combo)."""
-        index = self.combo.findData(spec)
-        if index < 0:
-            self.combo.addItem(Path(spec).name if Path(spec).suffix else spec, spec)
-            index = self.combo.count() - 1
-        self.combo.setCurrentIndex(index)
-        self.info.setText(sequence_summary(sequence))
-
-
-class FrameBar(QWidget):
-    """Frame slider with play/pause, playback speed and a depth-sign toggle.
-
-    Signals:
-        frame_changed(int): the slider moved (by the user or by playback).
-        flip_changed(bool): the depth-sign toggle changed.
-    """
-
-    frame_changed = pyqtSignal(int)
-    flip_changed = pyqtSignal(bool)
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.play_button = QPushButton("Play")
-        self.play_button.setCheckable(True)
-        self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setRange(0, 0)
-        self.label = QLabel("frame 0 / 0")
-        self.speed = QComboBox()
-        for text, factor in SPEEDS:
-            self.speed.addItem(text, factor)
-        self.speed.setCurrentIndex(2)
-        self.flip = QCheckBox("Flip depth")
-        self.flip.setToolTip("Mirror the reconstruction in depth (orthographic 2D cannot tell)")
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        for w in (self.play_button, self.slider, self.label, self.speed, self.flip):
-            layout.addWidget(w, 1 if w is self.slider else 0)
-        self.timer = QTimer(self)
-        self.timer.timeout.connect(self._advance)
-        self.play_button.toggled.connect(self.set_playing)
-        self.speed.currentIndexChanged.connect(self._update_interval)
-        self.slider.valueChanged.connect(self._on_value)
-        self.flip.toggled.connect(self.flip_changed)
-        self._update_interval()
-
-    def set_count(self, count: int) -> None:
-        """Frames available (the slider spans 0..count-1)."""
-        self.slider.setRange(0, max(count - 1, 0))
-        self._on_value(self.slider.value(), emit=False)
-
-    def set_frame(self, frame: int) -> None:
-        """Move the slider (emits frame_changed when the frame changes)."""
-        self.slider.setValue(int(frame))
-
-    @property
-    def frame(self) -> int:
-        """The current frame index."""
-        return self.slider.value()
-
-    def set_playing(self, playing: bool) -> None:
-        """Start or stop playback."""
-        if self.play_button.isChecked() != playing:
-            self.play_button.setChecked(playing)
-            return
-        self.play_button.setText("Pause" if playing else "Play")
-        if playing:
-            self.timer.start()
-        else:
-            self.timer.stop()
-
-    def _update_interval(self) -> None:
-        factor = float(self.speed.currentData())
-        self.timer.setInterval(max(int(1000.0 / (PLAY_FPS * factor)), 10))
-
-    def _advance(self) -> None:
-        if self.slider.maximum() == 0:
-            return
-        nxt = self.slider.value() + 1
-        self.slider.setValue(0 if nxt > self.slider.maximum() else nxt)
-
-    def _on_value(self, value: int, emit: bool = True) -> None:
-        self.label.setText(f"frame {value} / {self.slider.maximum()}")
-        if emit:
-            self.frame_changed.emit(value)
 
 
 class TrainingWorkspace(QWidget):
@@ -509,7 +361,7 @@ class TrainingWorkspace(QWidget):
 
     def _on_sequence(self, sequence) -> None:
         self._show_automatic_values()
-        self._edges = default_edges(sequence)
+        self._edges = skeleton_edges(sequence)
         self.data_panel.show_sequence(sequence, self.session.data_spec)
         self.frame_bar.set_count(sequence.num_frames)
         self._view_mode = ""

@@ -29,7 +29,6 @@ runs and methods give comparable modes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,20 +36,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.device import resolve_device
-from engine.errors import DataError
-
-ProgressFn = Callable[[float, str], None]
-CancelFn = Callable[[], bool]
+from engine.core.device import resolve_device
+from engine.core.errors import DataError
+from engine.core.progress import CancelFn, Cancelled, ProgressFn
 
 # Elements of one chunk of rows read at a time (float64: 128 MB).
 _CHUNK_ELEMENTS = 1 << 24
 # "auto" uses the exact SVD while the centred data matrix stays below this many elements.
 _FULL_LIMIT_ELEMENTS = 1 << 20
-
-
-class Cancelled(Exception):
-    """Raised by :func:`pca` when its ``cancel()`` callback returned True."""
 
 
 @dataclass

@@ -14,9 +14,7 @@ everywhere in the project) ready for :func:`engine.analysis.pca.pca`.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.analysis.pca import Cancelled
-from engine.errors import DataError, InputError, MeshError
-
-ProgressFn = Callable[[float, str], None]
-CancelFn = Callable[[], bool]
+from engine.core.errors import DataError, InputError, MeshError
+from engine.core.progress import CancelFn, Cancelled, ProgressFn
 
 
 def align_shapes(shapes: Tensor | np.ndarray, *, group_size: int = 512) -> Tensor:
@@ -37,7 +32,7 @@ def align_shapes(shapes: Tensor | np.ndarray, *, group_size: int = 512) -> Tenso
     Aligning all S shapes in one generalised Procrustes problem is what the PRN uses; for large
     S it is done in two levels so that the cost stays linear and memory bounded: the shapes are
     split into consecutive groups of ``group_size`` (batched in one
-    :func:`engine.procrustes.align` call), then the groups' mean shapes are themselves aligned
+    :func:`engine.nrsfm.procrustes.align` call), then the groups' mean shapes are themselves aligned
     and each group is rotated by its mean's rotation. For S <= group_size this is exactly one
     generalised Procrustes alignment. Rotation only, no scale (the project's convention).
 
@@ -48,7 +43,7 @@ def align_shapes(shapes: Tensor | np.ndarray, *, group_size: int = 512) -> Tenso
     Returns:
         (S, P, 3) float64 CPU tensor: each shape centred and rotated into a common frame.
     """
-    from engine.procrustes import align
+    from engine.nrsfm.procrustes import align
 
     x = torch.as_tensor(np.asarray(shapes) if not isinstance(shapes, Tensor) else shapes)
     x = x.detach().to(device="cpu", dtype=torch.float64)
@@ -87,8 +82,8 @@ def reconstructions_for_pca(
 
     Args:
         checkpoint_path: a PRN checkpoint (``engine.prn.checkpoint.load_model``).
-        sequence: an ``engine.data.KeypointSequence``, or a data spec / file path accepted by
-            ``engine.data.load_dataset`` (``"synthetic:human"``, ``drink.mat``, ``x.npz``).
+        sequence: an ``engine.io.keypoints.KeypointSequence``, or a data spec / file path accepted by
+            ``engine.io.keypoints.load_dataset`` (``"synthetic:human"``, ``drink.mat``, ``x.npz``).
         device: where the network runs (None: the engine's default device).
         group_size: see :func:`align_shapes`.
         progress, cancel: progress callback ``(fraction, message)`` and cancel poll.
@@ -101,7 +96,7 @@ def reconstructions_for_pca(
         CheckpointError / DataError: unusable checkpoint or data; the checkpoint's number of
         points must match the sequence's.
     """
-    from engine.data import load_dataset
+    from engine.io.keypoints import load_dataset
     from engine.prn.checkpoint import load_model
     from engine.prn.reconstruct import reconstruct
 
@@ -153,7 +148,7 @@ def sample_handle_offsets(
     ``length_scale=None`` draws independent offsets instead.
 
     Args:
-        basis: an ``engine.laplacian.EditingBasis`` (K handles on a template of N vertices).
+        basis: an ``engine.deform.editing.EditingBasis`` (K handles on a template of N vertices).
         num_samples: S.
         scale: relative standard deviation (e.g. 0.03).
         seed: makes the draw reproducible.
@@ -212,7 +207,7 @@ def load_mesh_set(paths: Sequence[str | Path]) -> Tensor:
     """Vertices of several meshes with the same connectivity, stacked.
 
     Args:
-        paths: mesh files readable by ``engine.mesh.load_mesh`` (at least 2).
+        paths: mesh files readable by ``engine.io.mesh.load_mesh`` (at least 2).
 
     Returns:
         (S, N, 3) float64 CPU tensor.
@@ -220,7 +215,7 @@ def load_mesh_set(paths: Sequence[str | Path]) -> Tensor:
     Raises:
         MeshError: unreadable file, or a mesh whose vertex count or faces differ from the first.
     """
-    from engine.mesh import load_mesh
+    from engine.io.mesh import load_mesh
 
     if len(paths) < 2:
         raise InputError(f"need at least 2 meshes for PCA, got {len(paths)}")
@@ -238,119 +233,6 @@ def load_mesh_set(paths: Sequence[str | Path]) -> Tensor:
             raise MeshError(f"its faces differ from those of {paths[0]}", path=path)
         out.append(mesh.vertices)
     return torch.from_numpy(np.stack(out).astype(np.float64))
-
-
-@dataclass
-class HandleSets:
-    """Saved handle sets of one mesh (the editor's JSON files).
-
-    Attributes:
-        handle_ids: (K,) int64 handle vertex ids, shared by every file.
-        offsets: (S, K, 3) float64 CPU tensor, one row per file.
-        mesh_hash: ``engine.mesh.mesh_hash`` of the mesh they were saved for.
-        num_vertices: N of that mesh.
-    """
-
-    handle_ids: np.ndarray
-    offsets: Tensor
-    mesh_hash: str
-    num_vertices: int
-
-
-def load_handle_sets(paths: Sequence[str | Path]) -> HandleSets:
-    """Read several handle-set JSON files saved by the editor for the same mesh and handles.
-
-    File format: ``{"format": "shapebench-handle-set", "version": 1, "mesh_hash",
-    "num_vertices", "num_handles", "handle_ids": [K ints], "offsets": [[x, y, z] * K]}``.
-
-    Raises:
-        InputError: unreadable / malformed file (naming file and field), fewer than 2 files, or
-        files saved for different meshes or different handles.
-    """
-    if len(paths) < 2:
-        raise InputError(f"need at least 2 handle sets for PCA, got {len(paths)}")
-    first = None
-    rows = []
-    for path in paths:
-        doc = _read_handle_set(path)
-        if first is None:
-            first = doc
-        elif doc["mesh_hash"] != first["mesh_hash"]:
-            raise InputError(
-                f"was saved for another mesh than {Path(paths[0]).name}",
-                path=path,
-                field="mesh_hash",
-            )
-        elif not np.array_equal(doc["handle_ids"], first["handle_ids"]):
-            raise InputError(
-                f"has other handles than {Path(paths[0]).name}: PCA needs the same handles",
-                path=path,
-                field="handle_ids",
-            )
-        rows.append(doc["offsets"])
-    return HandleSets(
-        handle_ids=first["handle_ids"],
-        offsets=torch.from_numpy(np.stack(rows)),
-        mesh_hash=first["mesh_hash"],
-        num_vertices=first["num_vertices"],
-    )
-
-
-def _read_handle_set(path: str | Path) -> dict:
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a JSON handle set ({exc})", path=path) from exc
-    if not isinstance(doc, dict):
-        raise InputError("expected a JSON object (a handle set)", path=path)
-    for key in ("mesh_hash", "num_vertices", "handle_ids", "offsets"):
-        if key not in doc:
-            raise InputError("missing field", path=path, field=key)
-    try:
-        ids = np.asarray(doc["handle_ids"], dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError):
-        raise InputError("expected a list of integers", path=path, field="handle_ids") from None
-    try:
-        offsets = np.asarray(doc["offsets"], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError("expected a list of [x, y, z]", path=path, field="offsets") from None
-    if ids.size < 1:
-        raise InputError("no handles", path=path, field="handle_ids")
-    if offsets.shape != (len(ids), 3) or not np.isfinite(offsets).all():
-        raise InputError(
-            f"expected {len(ids)} finite [x, y, z] rows, got shape {offsets.shape}",
-            path=path,
-            field="offsets",
-        )
-    try:
-        num_vertices = int(doc["num_vertices"])
-    except (TypeError, ValueError):
-        raise InputError("expected an integer", path=path, field="num_vertices") from None
-    if ids.min() < 0 or ids.max() >= num_vertices:
-        raise InputError(
-            f"handle ids must lie in [0, {num_vertices})", path=path, field="handle_ids"
-        )
-    return {
-        "mesh_hash": str(doc["mesh_hash"]),
-        "num_vertices": num_vertices,
-        "handle_ids": ids,
-        "offsets": offsets,
-    }
-
-
-def skeleton_edges(sequence: Any) -> np.ndarray | None:
-    """Bones (E, 2) int64 to draw a keypoint sequence's shapes: its own ``edges``, else the
-    Human3.6M skeleton for the built-in synthetic human, else None (points only)."""
-    if getattr(sequence, "edges", None) is not None:
-        return np.asarray(sequence.edges, dtype=np.int64).reshape(-1, 2)
-    description = getattr(sequence, "description", None) or {}
-    if "synthetic" in str(description.get("source", "")) and sequence.num_points == 17:
-        from engine.data.synthetic import H36M_EDGES
-
-        return np.asarray(H36M_EDGES, dtype=np.int64).reshape(-1, 2)
-    return None
 
 
 def _template(basis: Any) -> Tensor:

@@ -4,15 +4,13 @@ Written atomically (temporary file in the same folder, then ``os.replace``) so a
 stop never leaves a half-written checkpoint. Read with ``torch.load(weights_only=True)``: a
 checkpoint is untrusted input, so it may hold only tensors and plain Python containers.
 Everything that can be wrong with a file (missing, foreign, damaged, newer format, bad fields,
-non-finite weights) raises :class:`~engine.errors.CheckpointError` naming the file and field.
+non-finite weights) raises :class:`~engine.core.errors.CheckpointError` naming the file and field.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +18,8 @@ from typing import Any
 
 import torch
 
-from engine.errors import CheckpointError, InputError
+from engine.core.errors import CheckpointError, InputError
+from engine.io.files import atomic_writer
 from engine.prn.config import TrainConfig
 from engine.prn.model import PRNFCN
 
@@ -119,22 +118,8 @@ def save_checkpoint(
         "history": list(history or []),
         "extra": dict(extra or {}),
     }
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        # mkstemp creates the file private (0600); give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path) as fh:
+        torch.save(payload, fh)
 
 
 _REQUIRED = {

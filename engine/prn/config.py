@@ -52,7 +52,7 @@ tables come from ``benchmarks/prn_*.py`` with the final code):
   (``benchmarks/prn_cost_floor.py``) ends, from small depths and from the ground truth alike,
   at 0.018 / 0.030 / 0.050 / 0.038 / 0.070, with g below the ground truth's; the nuclear norm
   shrinks the dominant singular values (the mean shape's depth) as much as the small ones.
-  The log-sum penalty ``sum s log(1 + sigma / s)`` (:func:`engine.losses.log_sum_penalty`)
+  The log-sum penalty ``sum s log(1 + sigma / s)`` (:func:`engine.nrsfm.losses.log_sum_penalty`)
   penalises small singular values like the nuclear norm and large ones ever less. Started from
   scratch it leads the network to a wrong reconstruction (yoga 0.57-0.62; likewise g = the
   singular values after the first 1 or 3, where the depth grew without bound), but as a
@@ -82,7 +82,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import CheckpointError, InputError
+from engine.core.errors import CheckpointError, InputError
 
 #: Data of at most this many frames is one sequence to reconstruct (the NRSfM setting) and gets
 #: the sequence settings of :meth:`TrainConfig.resolved`.
@@ -99,7 +99,7 @@ class TrainConfig:
 
     Attributes:
         data: ``"synthetic:human"`` (optionally with query options, see
-            :func:`engine.data.load_dataset`) or a path to a ``.mat`` / ``.npz`` keypoint file.
+            :func:`engine.io.keypoints.load_dataset`) or a path to a ``.mat`` / ``.npz`` keypoint file.
         iterations: number of optimiser steps (batches).
         lam: weight lambda of the Procrustean low-rank term g (nuclear norm) against f.
         mirror_weight: weight of the depth-sign consistency term (0 = the authors' cost): the
@@ -109,7 +109,7 @@ class TrainConfig:
         missing_ratio: fraction in [0, 0.9] of 2D training inputs removed at random (seed 000,
             Table 1): input set to 0 and excluded from f.
         seed: seeds weight initialisation, batch sampling and missing-point selection.
-        device: ``"cpu"``, ``"cuda"`` or None (CUDA when present, see :mod:`engine.device`).
+        device: ``"cpu"``, ``"cuda"`` or None (CUDA when present, see :mod:`engine.core.device`).
         batch_size: frames per step; a multiple of ``group_size``. None = automatic.
         group_size: frames per Procrustes alignment group (n_f of g). None = automatic.
         lr: Adam start learning rate. None = automatic.
@@ -118,9 +118,9 @@ class TrainConfig:
         lr_step: iterations between learning-rate decays. None = automatic.
         reflections: let the alignment in g reflect frames (mirror images align, so the
             nuclear norm does not penalise frames whose depth sign is flipped; see
-            :func:`engine.procrustes.align`). None = automatic.
+            :func:`engine.nrsfm.procrustes.align`). None = automatic.
         logsum: from step ``logsum_from`` on, g is the log-sum rank penalty
-            (:func:`engine.losses.log_sum_penalty`) instead of the nuclear norm. None =
+            (:func:`engine.nrsfm.losses.log_sum_penalty`) instead of the nuclear norm. None =
             automatic.
         logsum_from: steps of nuclear norm before the log-sum penalty takes over.
         logsum_eps: the log-sum penalty's scale relative to ``sqrt(group_size)`` (the largest

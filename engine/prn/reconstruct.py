@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.errors import DataError
+from engine.core.errors import DataError
 from engine.prn.model import PRNFCN
 
 #: Frames per forward pass; bounds memory on long sequences.
@@ -42,7 +42,7 @@ def reconstruct(
     Raises:
         DataError: wrong shapes or point count, non-finite visible points.
     """
-    from engine.data import denormalize_3d, normalize_2d
+    from engine.nrsfm.normalize import denormalize_3d, normalize_2d
 
     points2d = np.asarray(points2d)
     if points2d.ndim != 3 or points2d.shape[2] != 2 or points2d.shape[0] < 1:
@@ -97,9 +97,9 @@ def evaluate_methods(
     """MPJPE and e3D of each PRN and (optionally) each baseline on a sequence with ground truth.
 
     Args:
-        sequence: a :class:`~engine.data.KeypointSequence` with ``points3d``.
+        sequence: a :class:`~engine.io.keypoints.KeypointSequence` with ``points3d``.
         models: display name -> trained network.
-        baselines: also score every method of :data:`engine.baselines.BASELINES`.
+        baselines: also score every method of :data:`engine.nrsfm.baselines.BASELINES`.
         device: where the networks compute (None: their own device).
 
     Returns:
@@ -108,8 +108,8 @@ def evaluate_methods(
     Raises:
         DataError: the sequence has no 3D ground truth, or does not fit a network.
     """
-    from engine.baselines import BASELINES
-    from engine.metrics import mpjpe, normalized_error
+    from engine.nrsfm.baselines import BASELINES
+    from engine.nrsfm.metrics import mpjpe, normalized_error
 
     if sequence.points3d is None:
         raise DataError("evaluation needs 3D ground truth (points3d) in the data", field="points3d")

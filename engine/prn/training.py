@@ -1,7 +1,7 @@
 """The PRN training loop, shared by the command line and the GUI.
 
 :class:`Trainer` owns a network, its optimiser and a deterministic batch sampler over one
-:class:`~engine.data.KeypointSequence`. :meth:`Trainer.run` blocks (call it from a worker thread
+:class:`~engine.io.keypoints.KeypointSequence`. :meth:`Trainer.run` blocks (call it from a worker thread
 in a GUI); :meth:`Trainer.pause`, :meth:`Trainer.resume`, :meth:`Trainer.stop` and
 :meth:`Trainer.save_checkpoint` may be called from any other thread. Every step reports a
 :class:`TrainEvent` to the registered callbacks (from the training thread).
@@ -10,7 +10,7 @@ Cost per batch (seed 000, eq. 1): ``J = sum_i f(X_i) + lam * sum_groups g(align(
 ``f`` the orthographic reprojection error ``1/2 ||X_i[:, :2] - U_i||^2`` over visible points and
 ``g`` the nuclear norm of each Procrustes-aligned group of ``group_size`` frames (with
 ``config.logsum``, from step ``config.logsum_from`` on the log-sum penalty
-:func:`engine.losses.log_sum_penalty` at scale ``logsum_eps * sqrt(group_size)``); inputs are
+:func:`engine.nrsfm.losses.log_sum_penalty` at scale ``logsum_eps * sqrt(group_size)``); inputs are
 normalised per frame (centre, divide by the 2D Frobenius norm).
 
 Automatic settings: fields left None in the config (batch and group size, learning-rate
@@ -44,16 +44,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.data import KeypointSequence, load_dataset, normalize_2d, with_missing
-from engine.device import resolve_device
-from engine.errors import CheckpointError, DataError, InputError
-from engine.losses import log_sum_penalty, nuclear_norm, reprojection_loss
-from engine.metrics import mpjpe, normalized_error
+from engine.core.device import resolve_device
+from engine.core.errors import CheckpointError, DataError, InputError
+from engine.io.keypoints import KeypointSequence, load_dataset, with_missing
+from engine.nrsfm.losses import log_sum_penalty, nuclear_norm, reprojection_loss
+from engine.nrsfm.metrics import mpjpe, normalized_error
+from engine.nrsfm.normalize import normalize_2d
+from engine.nrsfm.procrustes import align
 from engine.prn.checkpoint import load_checkpoint, save_checkpoint
 from engine.prn.config import TrainConfig
 from engine.prn.model import PRNFCN
 from engine.prn.reconstruct import reconstruct
-from engine.procrustes import align
 
 #: Evaluations during training use at most this many frames (evenly spaced) to stay cheap.
 EVAL_MAX_FRAMES = 4096
@@ -504,7 +505,7 @@ def mirrored_frames(aligned: torch.Tensor) -> torch.Tensor:
     """Frames whose mirror image fits their group's consensus shape better than they do.
 
     Args:
-        aligned: (G, n_f, P, 3) Procrustes-aligned groups (output of :func:`engine.procrustes.align`).
+        aligned: (G, n_f, P, 3) Procrustes-aligned groups (output of :func:`engine.nrsfm.procrustes.align`).
 
     Returns:
         (G, n_f) bool, no gradient: True where negating the frame's depth (a reflection, which

@@ -42,7 +42,7 @@ def errors(monkeypatch):
 def checkpoint(tmp_path_factory) -> Path:
     """A tiny trained PRN (hidden 32, 30 steps)."""
     from app.models.training_session import limit_torch_threads
-    from engine.data import load_dataset
+    from engine.io.keypoints import load_dataset
     from engine.prn.config import TrainConfig
     from engine.prn.training import Trainer
 
@@ -60,7 +60,7 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def eval_file(tmp_path_factory) -> Path:
     """Held-out synthetic motion with ground truth, as a .npz both the CLI and the GUI read."""
-    from engine.data import load_dataset, save_keypoints
+    from engine.io.keypoints import load_dataset, save_keypoints
 
     path = tmp_path_factory.mktemp("data") / "heldout.npz"
     save_keypoints(path, load_dataset(EVAL_DATA))
@@ -97,7 +97,7 @@ def parse_cli_table(text: str) -> dict[str, tuple[str, str]]:
 
 def test_table_equals_the_cli_numbers(workspace, checkpoint, eval_file, qtbot):
     from app.workspaces.compare import COL_E3D, COL_MPJPE, COL_NAME
-    from engine.baselines import BASELINES
+    from engine.nrsfm.baselines import BASELINES
 
     worker = workspace.compute(checkpoints=[], baselines=None)  # every ticked baseline
     with qtbot.waitSignal(worker.done, timeout=120_000):

@@ -9,9 +9,10 @@ from PyQt6.QtCore import QPoint, Qt
 from PyQt6.QtTest import QTest
 
 from app import dialogs
-from engine.laplacian import cotangent_laplacian, laplacian_solve
-from engine.mesh import load_mesh, save_mesh
-from engine.primitives import icosphere
+from engine.deform.solve import laplacian_solve
+from engine.geometry.laplacian import cotangent_laplacian
+from engine.geometry.primitives import icosphere
+from engine.io.mesh import load_mesh, save_mesh
 
 pytestmark = pytest.mark.gui
 

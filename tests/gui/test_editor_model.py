@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from app.models.mesh_session import DEMO_TEMPLATE, MeshSession, _prepare
-from engine.errors import InputError
-from engine.laplacian import cotangent_laplacian, laplacian_solve
-from engine.mesh import Mesh, load_mesh
-from engine.primitives import icosphere
+from engine.core.errors import InputError
+from engine.deform.solve import laplacian_solve
+from engine.geometry.laplacian import cotangent_laplacian
+from engine.geometry.primitives import icosphere
+from engine.io.mesh import Mesh, load_mesh
 
 
 def _ready_session(mesh: Mesh, k: int = 8) -> MeshSession:

@@ -10,7 +10,7 @@ from PyQt6.QtGui import QDropEvent
 
 from app.main_window import MainWindow
 from app.workers import Worker
-from engine.errors import MeshError
+from engine.core.errors import MeshError
 
 pytestmark = pytest.mark.gui
 

@@ -24,7 +24,7 @@ WAIT_MS = 120_000
 def _skeleton_modes(num_shapes: int = 60) -> ModesData:
     """PCA of a small synthetic human set: points and bones."""
     from engine.analysis.sources import align_shapes
-    from engine.data import load_dataset
+    from engine.io.keypoints import load_dataset
 
     seq = load_dataset(f"synthetic:human?frames={num_shapes}")
     result = pca(align_shapes(seq.points3d), 6, device="cpu")
@@ -168,7 +168,7 @@ def test_skeleton_modes_draw_points_and_bones(main_window, qtbot):
 
 
 def _handle_set(path, mesh, ids, offsets, mesh_hash=None):
-    from engine.mesh import mesh_hash as hash_of
+    from engine.io.mesh import mesh_hash as hash_of
 
     path.write_text(
         json.dumps(
@@ -188,7 +188,7 @@ def _handle_set(path, mesh, ids, offsets, mesh_hash=None):
 
 def test_handle_set_source_and_refusal_keeps_previous(main_window, qtbot, tmp_path, monkeypatch):
     from app.models.pca_session import DEMO_TEMPLATE
-    from engine.mesh import load_mesh
+    from engine.io.mesh import load_mesh
 
     errors = []
     monkeypatch.setattr(dialogs, "show_error", lambda parent, title, exc: errors.append(str(exc)))

@@ -227,7 +227,7 @@ def test_close_during_training_asks_then_stops_cleanly(
 
 def test_checkpoint_from_the_command_line_and_demo(main_window, qtbot, tmp_path, monkeypatch):
     from app.models.training_session import limit_torch_threads
-    from engine.data import load_dataset
+    from engine.io.keypoints import load_dataset
     from engine.prn.config import TrainConfig
     from engine.prn.training import Trainer
 
@@ -258,7 +258,7 @@ def test_checkpoint_from_the_command_line_and_demo(main_window, qtbot, tmp_path,
 
 
 def test_data_files_load_or_explain(workspace, tmp_path, errors):
-    from engine.data import load_dataset, save_keypoints
+    from engine.io.keypoints import load_dataset, save_keypoints
 
     ws = workspace
     path = tmp_path / "seq.npz"
@@ -292,7 +292,7 @@ def test_nrsfm_mat_file_trains_with_its_own_point_count(workspace, qtbot, errors
 def test_data_the_network_cannot_read_shows_its_ground_truth(workspace, qtbot, tmp_path, errors):
     """After loading data with another point count than the trained network's, the 3D view
     shows the new data's ground truth instead of keeping the old network's last frame."""
-    from engine.data import KeypointSequence, save_keypoints
+    from engine.io.keypoints import KeypointSequence, save_keypoints
 
     ws = workspace
     fill(ws, iterations=3)

@@ -1,5 +1,5 @@
 """Learnable Laplacian deformation (seed 001, section 3): cotangent Laplacian, the exact and fast
-differentiable solve, the learnable deformer module, and the editing basis for real-time drags.
+differentiable solve (the deformer and the editing basis build on it).
 
 The solve minimises ``1/2 ||L V - L T||^2 + 1/2 ||A V - H||^2`` over the vertices ``V``:
 
@@ -39,36 +39,19 @@ from __future__ import annotations
 import atexit
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import connected_components
-from torch import Tensor, nn
+from torch import Tensor
 
-from engine.errors import MeshError
-from engine.handles import (
-    dependency_matrix,
-    farthest_point_handles,
-    geodesic_distances,
-    init_logits,
-)
-
-#: Bound on |cot| of a triangle angle: angles within ~1e-5 rad of 0 or pi are clamped here so
-#: that needles and zero-area triangles keep the Laplacian finite.
-COT_BOUND = 1e5
+from engine.core.errors import MeshError
+from engine.core.progress import CancelFn, Cancelled, ProgressFn
 
 #: Most right-hand sides cholespy accepts in one CUDA solve.
 _MAX_RHS = 128
 
-
-class Cancelled(Exception):
-    """Raised when a ``cancel()`` callback asked a long computation to stop."""
-
-
-ProgressFn = Callable[[float, str], None]
-CancelFn = Callable[[], bool]
 
 _LIVE_SYSTEMS: weakref.WeakSet = weakref.WeakSet()
 
@@ -79,64 +62,6 @@ def _release_factors() -> None:
     # stderr; free the factors first so command-line runs end quietly.
     for system in list(_LIVE_SYSTEMS):
         system._factor = None
-
-
-# ------------------------------------------------------------------------- cotangent Laplacian
-
-
-def cotangent_laplacian(vertices: Tensor, faces: Tensor) -> Tensor:
-    """Cotangent Laplacian ``L = D - W`` of a triangle mesh.
-
-    ``W_ij = (cot a_ij + cot b_ij) / 2`` over the (one or two) angles opposite edge ij, and
-    ``D = diag(sum_j W_ij)``. Sign convention: ``L`` is positive semi-definite (the stiffness
-    matrix of piecewise-linear FEM; ``x^T L x`` is the Dirichlet energy), symmetric, with rows and
-    columns summing to zero; no mass matrix. Every face contributes, so duplicate faces count
-    twice. Cotangents are clamped to ``[-COT_BOUND, COT_BOUND]`` and a zero-area triangle
-    with coincident corners contributes 0, so the result is finite for any finite input.
-    Vertices in no face get a row (and column) of zeros.
-
-    Args:
-        vertices: (N,3) float tensor.
-        faces: (F,3) long tensor, indices in ``[0, N)``.
-
-    Returns:
-        (N,N) coalesced sparse COO tensor of the dtype and device of ``vertices``.
-    """
-    if vertices.ndim != 2 or vertices.shape[1] != 3:
-        raise MeshError(f"expected vertices of shape (N, 3), got {tuple(vertices.shape)}")
-    if faces.ndim != 2 or faces.shape[1] != 3:
-        raise MeshError(f"expected faces of shape (F, 3), got {tuple(faces.shape)}")
-    n = vertices.shape[0]
-    faces = faces.to(device=vertices.device, dtype=torch.int64)
-    if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= n):
-        raise MeshError(f"face index out of range: expected 0 <= index < {n}")
-    tiny = torch.finfo(vertices.dtype).tiny
-    rows, cols, vals = [], [], []
-    for corner in range(3):
-        i = faces[:, corner]
-        j = faces[:, (corner + 1) % 3]
-        k = faces[:, (corner + 2) % 3]
-        u = vertices[j] - vertices[i]
-        v = vertices[k] - vertices[i]
-        dot = (u * v).sum(-1)
-        cross = torch.linalg.vector_norm(torch.linalg.cross(u, v), dim=-1)
-        scale = torch.linalg.vector_norm(u, dim=-1) * torch.linalg.vector_norm(v, dim=-1)
-        # Relative floor on |u x v| so the clamp, not an inf, decides for flat triangles.
-        denom = torch.maximum(cross, scale * (1.0 / COT_BOUND) ** 2).clamp_min(tiny)
-        half_cot = 0.5 * (dot / denom).clamp(-COT_BOUND, COT_BOUND)
-        rows += [j, k, j, k]
-        cols += [k, j, j, k]
-        vals += [-half_cot, -half_cot, half_cot, half_cot]
-    indices = torch.stack([torch.cat(rows), torch.cat(cols)])
-    values = torch.cat(vals)
-    return torch.sparse_coo_tensor(
-        indices,
-        values,
-        (n, n),
-        dtype=vertices.dtype,
-        device=vertices.device,
-        check_invariants=False,  # indices are in range by the check above
-    ).coalesce()
 
 
 # ------------------------------------------------------------------------ factored system
@@ -287,7 +212,7 @@ def _factor(matrix: sp.coo_matrix, device: torch.device):
         ) from None
 
 
-class _HandleSystem:
+class HandleSystem:
     """Woodbury pieces of ``W^-1`` for one ``A``: ``Y = M^-1 A^T`` and the LU of the
     capacitance matrix ``C = [[I + A Y, A N / c], [(A N)^T / c, 0]]``."""
 
@@ -367,7 +292,7 @@ class _LaplacianSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, system: LaplacianSystem, A: Tensor, T: Tensor, H: Tensor) -> Tensor:
         out_dtype = torch.promote_types(A.dtype, H.dtype)
-        hs = _HandleSystem(system, A)
+        hs = HandleSystem(system, A)
         A64 = A.detach().to(system.device, torch.float64)
         T64 = T.detach().to(system.device, torch.float64)
         H64 = H.detach().to(system.device, torch.float64)
@@ -381,7 +306,7 @@ class _LaplacianSolve(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_v: Tensor):
         A64, H64, V = ctx.saved_tensors
-        hs: _HandleSystem = ctx.hs
+        hs: HandleSystem = ctx.hs
         G = grad_v.to(torch.float64)
         need_a, need_h = ctx.needs_input_grad[1], ctx.needs_input_grad[3]
         dH_core = torch.einsum("nk,bnc->bkc", hs.B, G)  # A W^-1 G_b = B_A^T G_b
@@ -437,292 +362,3 @@ def laplacian_solve(L: Tensor | LaplacianSystem, A: Tensor, T: Tensor, H: Tensor
         raise ValueError(f"H must have shape (B, {A.shape[0]}, 3) or ({A.shape[0]}, 3)")
     V = _LaplacianSolve.apply(system, A, T, H)
     return V[0] if single else V
-
-
-# ------------------------------------------------------------------------ deformer module
-
-
-class LaplacianDeformer(nn.Module):
-    """Template mesh deformed by K handles through a learnable dependency matrix.
-
-    ``A = softmax(logits)`` (K,N), ``handle_positions() = A T``, and ``forward(offsets)`` returns
-    the Laplacian deformation with handle targets ``H = A T + offsets``.
-
-    Args:
-        vertices: (N,3) float template ``T`` (its dtype is the module's dtype).
-        faces: (F,3) long triangles.
-        num_handles: K, used when ``handle_ids`` is None (farthest-point sampling).
-        handle_ids: optional (K,) long vertex ids of the handles.
-        seed: seed of the farthest-point sampling.
-
-    Buffers: ``template`` (N,3), ``faces`` (F,3), ``handle_ids`` (K,), and the non-persistent
-    ``laplacian`` (sparse (N,N), rebuilt from the template). Parameter: ``logits`` (K,N)
-    initialised to ``-16 log(d + eps)`` of the edge-graph geodesic distances ``d``.
-    """
-
-    def __init__(
-        self,
-        vertices: Tensor,
-        faces: Tensor,
-        num_handles: int = 16,
-        handle_ids: Tensor | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        vertices = torch.as_tensor(vertices)
-        if not vertices.is_floating_point():
-            vertices = vertices.to(torch.float64)
-        faces = torch.as_tensor(faces).to(device=vertices.device, dtype=torch.int64)
-        if handle_ids is None:
-            handle_ids = farthest_point_handles(vertices, faces, num_handles, seed=seed)
-        handle_ids = torch.as_tensor(handle_ids).to(device=vertices.device, dtype=torch.int64)
-        if handle_ids.ndim != 1 or handle_ids.numel() < 1:
-            raise ValueError("handle_ids must be a non-empty 1-D tensor of vertex ids")
-        if int(handle_ids.min()) < 0 or int(handle_ids.max()) >= vertices.shape[0]:
-            raise ValueError(f"handle ids must lie in [0, {vertices.shape[0]})")
-        dist = geodesic_distances(vertices, faces, handle_ids)
-        self.register_buffer("template", vertices.detach().clone())
-        self.register_buffer("faces", faces.clone())
-        self.register_buffer("handle_ids", handle_ids.clone())
-        self.register_buffer(
-            "laplacian", cotangent_laplacian(self.template, self.faces), persistent=False
-        )
-        self.logits = nn.Parameter(init_logits(dist).to(vertices.dtype))
-        self._system: LaplacianSystem | None = None
-
-    @property
-    def A(self) -> Tensor:
-        """(K,N) dependency matrix ``softmax(logits)``, rows sum to 1."""
-        return dependency_matrix(self.logits)
-
-    @property
-    def num_handles(self) -> int:
-        """K."""
-        return int(self.logits.shape[0])
-
-    @property
-    def system(self) -> LaplacianSystem:
-        """The factored :class:`LaplacianSystem` of the template, built on first use and
-        rebuilt after the module moves to another device."""
-        if self._system is None or self._system.device != self.laplacian.device:
-            self._system = LaplacianSystem(self.laplacian)
-        return self._system
-
-    def handle_positions(self) -> Tensor:
-        """(K,3) rest positions of the handles, ``A T``."""
-        return self.A @ self.template
-
-    def forward(self, offsets: Tensor) -> Tensor:
-        """Deform the template.
-
-        Args:
-            offsets: (B,K,3) or (K,3) handle displacements ``Delta`` from ``A T``.
-
-        Returns:
-            (B,N,3) or (N,3) deformed vertices (dtype of the module's parameters).
-        """
-        A = self.A
-        H = (A @ self.template) + offsets
-        return laplacian_solve(self.system, A, self.template, H)
-
-
-# ------------------------------------------------------------------------ editing basis
-
-
-class EditingBasis:
-    """Closed-form editing for a FIXED dependency matrix: ``V = T + B_A Delta`` with
-    ``B_A = W^-1 A^T`` (N,K) float64, so a drag costs O(N * changed handles).
-
-    Args:
-        system: the factored :class:`LaplacianSystem` of the template.
-        A: (K,N) dependency matrix (fixed; no gradients).
-        template: (N,3) template vertices.
-
-    Attributes:
-        template: (N,3) float64 numpy array.
-        dependency: (K,N) float64 numpy array ``A`` (row k is handle k's influence).
-        basis: (N,K) float64 numpy array ``B_A``.
-        rest_handles: (K,3) float64 numpy array ``A T``, the handles' rest positions.
-        handle_ids: (K,) int64 numpy array of the handles' vertex ids, or None if unknown
-            (a handle is a soft blend of vertices; its id is where it was placed).
-    """
-
-    def __init__(
-        self,
-        system: LaplacianSystem,
-        A: Tensor,
-        template: Tensor,
-        *,
-        handle_ids=None,
-        progress: ProgressFn | None = None,
-        cancel: CancelFn | None = None,
-    ) -> None:
-        A = torch.as_tensor(A).detach()
-        template = torch.as_tensor(template).detach()
-        if A.ndim != 2 or A.shape[1] != system.n or template.shape != (system.n, 3):
-            raise ValueError(
-                f"expected A (K, {system.n}) and template ({system.n}, 3), got "
-                f"{tuple(A.shape)} and {tuple(template.shape)}"
-            )
-        hs = _HandleSystem(system, A, progress=progress, cancel=cancel)
-        self.system = system
-        self.template = template.to("cpu", torch.float64).numpy().copy()
-        self.dependency = A.to("cpu", torch.float64).numpy().copy()
-        # Column-major (K,N) storage: one handle's column is contiguous for incremental drags.
-        self._basis_t = np.ascontiguousarray(hs.B.T.to("cpu").numpy())
-        self.rest_handles = self.dependency @ self.template
-        self.handle_ids = (
-            None
-            if handle_ids is None
-            else torch.as_tensor(handle_ids).to("cpu", torch.int64).numpy().copy()
-        )
-        if self.handle_ids is not None and self.handle_ids.shape != (A.shape[0],):
-            raise ValueError(f"handle_ids must have shape ({A.shape[0]},)")
-        self._last_offsets = np.zeros((A.shape[0], 3))
-        self._last_vertices = self.template.copy()
-        self._updates = 0
-
-    def __getstate__(self) -> dict:
-        # The factorisation cannot be pickled and deform() does not need it: a basis sent to
-        # another process (e.g. built in a worker process) arrives with ``system = None``.
-        state = self.__dict__.copy()
-        state["system"] = None
-        return state
-
-    @classmethod
-    def from_deformer(cls, deformer: LaplacianDeformer) -> EditingBasis:
-        """Basis of a (trained) :class:`LaplacianDeformer` at its current ``A``."""
-        with torch.no_grad():
-            return cls(
-                deformer.system, deformer.A, deformer.template, handle_ids=deformer.handle_ids
-            )
-
-    @property
-    def basis(self) -> np.ndarray:
-        """(N,K) float64 ``B_A = W^-1 A^T`` (a transposed view)."""
-        return self._basis_t.T
-
-    @property
-    def num_handles(self) -> int:
-        """K."""
-        return int(self._basis_t.shape[0])
-
-    def influence(self, k: int) -> np.ndarray:
-        """(N,) float64 row ``A[k]``: how strongly each vertex belongs to handle k."""
-        return self.dependency[k]
-
-    def deform(self, offsets):
-        """Vertices for handle displacements.
-
-        Args:
-            offsets: (K,3) or (B,K,3) displacements ``Delta`` of the handles from their rest
-                positions ``A T`` (numpy or torch).
-
-        Returns:
-            (N,3) or (B,N,3) float64 vertices ``T + B_A Delta``, numpy for numpy input and a CPU
-            torch tensor for torch input. Equal to :func:`laplacian_solve` with
-            ``H = A T + Delta`` up to rounding.
-        """
-        is_torch = isinstance(offsets, Tensor)
-        d = (
-            offsets.detach().to("cpu", torch.float64).numpy()
-            if is_torch
-            else np.asarray(offsets, dtype=np.float64)
-        )
-        k = self.num_handles
-        if d.shape[-2:] != (k, 3) or d.ndim not in (2, 3):
-            raise ValueError(f"offsets must have shape ({k}, 3) or (B, {k}, 3), got {d.shape}")
-        if d.ndim == 3:
-            out = self.template + np.einsum("kn,bkc->bnc", self._basis_t, d)
-        else:
-            out = self._deform_one(d)
-        return torch.from_numpy(out) if is_torch else out
-
-    def _deform_one(self, d: np.ndarray) -> np.ndarray:
-        changed = np.flatnonzero(np.any(d != self._last_offsets, axis=1))
-        # A drag moves one handle: update with its column only, and refresh from scratch now
-        # and then so rounding cannot accumulate.
-        if len(changed) * 4 <= self.num_handles and self._updates < 256:
-            # Column-wise axpy: several times faster than a (N,1)x(1,3) BLAS product.
-            for k in changed:
-                for c, shift in enumerate(d[k] - self._last_offsets[k]):
-                    if shift:
-                        self._last_vertices[:, c] += self._basis_t[k] * shift
-            self._updates += len(changed)
-        else:
-            self._last_vertices = self.template + self._basis_t.T @ d
-            self._updates = 0
-        self._last_offsets = d.copy()
-        return self._last_vertices.copy()
-
-
-def build_editing_basis(
-    vertices,
-    faces,
-    num_handles: int = 16,
-    handle_ids=None,
-    progress: ProgressFn | None = None,
-    cancel: CancelFn | None = None,
-    *,
-    dependency=None,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-) -> EditingBasis:
-    """Everything the editor needs for a mesh, with progress and cancel (run it off the GUI
-    thread): Laplacian, handles (farthest-point unless given), the authors' initial ``A`` (or
-    a given one), the factorisation, and ``B_A``.
-
-    Args:
-        vertices: (N,3) float array/tensor.
-        faces: (F,3) int array/tensor.
-        num_handles: K when neither ``handle_ids`` nor ``dependency`` is given.
-        handle_ids: optional (K,) vertex ids.
-        progress: optional ``progress(fraction in [0,1], message)``.
-        cancel: optional ``cancel() -> bool``; True aborts with :class:`Cancelled`.
-        dependency: optional (K,N) dependency matrix to use instead of the initial one
-            (e.g. a trained ``deformer.A``).
-        seed: farthest-point sampling seed.
-        device: where to factor and solve (default CPU; the result lives in numpy anyway).
-
-    Returns:
-        :class:`EditingBasis`.
-    """
-    report = progress or (lambda fraction, message: None)
-    check = cancel or (lambda: False)
-
-    def step(fraction: float, message: str) -> None:
-        if check():
-            raise Cancelled(message)
-        report(fraction, message)
-
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    v = torch.as_tensor(np.asarray(vertices) if not isinstance(vertices, Tensor) else vertices)
-    v = v.to(dev, torch.float64)
-    f = torch.as_tensor(np.asarray(faces) if not isinstance(faces, Tensor) else faces)
-    f = f.to(dev, torch.int64)
-    step(0.0, "building the cotangent Laplacian")
-    L = cotangent_laplacian(v, f)
-    ids = None
-    if dependency is None:
-        step(0.05, "placing handles")
-        if handle_ids is None:
-            handle_ids = farthest_point_handles(v, f, num_handles, seed=seed)
-        ids = torch.as_tensor(handle_ids).to(dev, torch.int64)
-        A = dependency_matrix(init_logits(geodesic_distances(v, f, ids)))
-    else:
-        A = torch.as_tensor(dependency).to(dev, torch.float64)
-        if handle_ids is not None:
-            ids = torch.as_tensor(handle_ids).to(dev, torch.int64)
-    step(0.1, "factorising")
-    system = LaplacianSystem(L, progress=lambda x, m: report(0.1 + 0.6 * x, m), cancel=check)
-    step(0.7, "solving for the handle basis")
-    basis = EditingBasis(
-        system,
-        A,
-        v,
-        handle_ids=ids,
-        progress=lambda x, m: report(0.7 + 0.3 * x, m),
-        cancel=check,
-    )
-    report(1.0, "ready")
-    return basis

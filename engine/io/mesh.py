@@ -2,7 +2,7 @@
 
 Every reader returns a :class:`Mesh` with ``vertices (N,3) float64`` and ``faces (F,3) int64``
 (polygons are fan-triangulated), and every problem a user can cause ends in one
-:class:`engine.errors.MeshError` naming the file, the line where it applies and what was
+:class:`engine.core.errors.MeshError` naming the file, the line where it applies and what was
 expected.
 
 Policies worth knowing:
@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import re
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from engine.errors import MeshError
+from engine.core.errors import MeshError
+from engine.io.files import write_bytes_atomic
 
 SUPPORTED_SUFFIXES = (".obj", ".ply", ".stl", ".vtk", ".vtp")
 
@@ -216,16 +215,8 @@ def save_mesh(path: str | Path, vertices, faces) -> None:
         )
     mesh = validate_mesh(vertices, faces, path=p)
     payload = writers[suffix](mesh.vertices, mesh.faces)
-    directory = p.parent if str(p.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(p, payload)
     except OSError as exc:
         raise MeshError(f"cannot write file: {exc.strerror or exc}", path=p) from None
 
@@ -356,7 +347,7 @@ def _parse_obj(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _obj_bytes(vertices: np.ndarray, faces: np.ndarray) -> bytes:
-    lines = ["# written by shapebench engine.mesh"]
+    lines = ["# written by shapebench engine.io.mesh"]
     lines += [f"v {x:.17g} {y:.17g} {z:.17g}" for x, y, z in vertices.tolist()]
     lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces.tolist()]
     return ("\n".join(lines) + "\n").encode("ascii")
@@ -677,7 +668,7 @@ def _ply_bytes(vertices: np.ndarray, faces: np.ndarray) -> bytes:
     if faces.max() >= 2**31:
         raise MeshError("too many vertices for a PLY int32 index")
     header = (
-        "ply\nformat binary_little_endian 1.0\ncomment written by shapebench engine.mesh\n"
+        "ply\nformat binary_little_endian 1.0\ncomment written by shapebench engine.io.mesh\n"
         f"element vertex {len(vertices)}\nproperty double x\nproperty double y\n"
         f"property double z\nelement face {len(faces)}\n"
         "property list uchar int vertex_indices\nend_header\n"
@@ -744,7 +735,7 @@ def _stl_bytes(vertices: np.ndarray, faces: np.ndarray) -> bytes:
     table = np.zeros(len(faces), dtype=rec)
     table["n"] = normals
     table["v"] = tri
-    header = b"binary STL written by shapebench engine.mesh".ljust(80, b" ")
+    header = b"binary STL written by shapebench engine.io.mesh".ljust(80, b" ")
     return header + struct.pack("<I", len(faces)) + table.tobytes()
 
 

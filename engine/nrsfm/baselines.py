@@ -27,8 +27,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy.optimize import least_squares
 
-from engine.data.normalize import checked_points2d
-from engine.errors import DataError
+from engine.core.errors import DataError
+from engine.nrsfm.normalize import checked_points2d
 
 
 def _check_2d(points2d: np.ndarray, visibility: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

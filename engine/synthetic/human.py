@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.data.keypoints import KeypointSequence
-from engine.errors import DataError
+from engine.core.errors import DataError
+from engine.io.keypoints import KeypointSequence
 
 H36M_JOINT_NAMES: list[str] = [
     "pelvis",

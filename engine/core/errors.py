@@ -52,3 +52,7 @@ class DataError(InputError):
 
 class CheckpointError(InputError):
     """A checkpoint that is damaged, foreign, or from an incompatible format version."""
+
+
+class ImageSetError(InputError):
+    """An image set folder or file that cannot be used."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import DataError
+from engine.core.errors import DataError
 
 
 def _as_frames(value: object, name: str) -> np.ndarray:

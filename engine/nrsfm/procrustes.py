@@ -61,7 +61,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from engine.errors import DataError
+from engine.core.errors import DataError
 
 _REG = 1e-12
 _REFINE_STEPS = 2

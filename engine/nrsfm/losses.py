@@ -2,7 +2,7 @@
 
 ``J = sum_i f(X_i) + lambda * g(X~)`` (seed 000, eq. 1): ``f`` is :func:`reprojection_loss`
 (orthographic, missing points excluded) and ``g`` is :func:`nuclear_norm` of the aligned group
-from :func:`engine.procrustes.align` (the authors' choice), or :func:`log_sum_penalty`, a
+from :func:`engine.nrsfm.procrustes.align` (the authors' choice), or :func:`log_sum_penalty`, a
 concave rank penalty that shrinks large singular values less (the trainer's refinement stage
 on single sequences, see :mod:`engine.prn.config`).
 """
@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from engine.errors import DataError
+from engine.core.errors import DataError
 
 
 def _rank_tol(M: Tensor, S: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ import torch
 from scipy.sparse.csgraph import dijkstra
 from torch import Tensor
 
-from engine.errors import MeshError
+from engine.core.errors import MeshError
 
 #: Exponent of the authors' inverse-distance initialisation ``A ~ 1 / d**16``.
 INIT_POWER = 16.0

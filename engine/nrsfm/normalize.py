@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import DataError
+from engine.core.errors import DataError
 
 # A frame whose centred 2D norm is below this fraction of its coordinate magnitude is degenerate.
 _DEGENERATE_RTOL = 1e-12

@@ -6,7 +6,7 @@ contoured by marching cubes (VTK, through pyvista without Qt) on a grid coarse e
 onto the implicit surface (marching cubes alone leaves slivers). The result is one watertight, manifold, connected triangle mesh with
 well-shaped triangles, so the editor has limbs to pull without any downloaded data.
 
-    python -m engine.demo_template assets/demo_template.ply
+    python -m engine.geometry.demo_template assets/demo_template.ply
 
 regenerates the shipped file; the construction is deterministic (fixed grid, no randomness).
 Axes: x forward (towards the head), y to the animal's left, z up; units are arbitrary
@@ -190,7 +190,7 @@ def _delaunay_flips(vertices: np.ndarray, faces: np.ndarray, passes: int = 10) -
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: write the template to the given path (PLY/OBJ/STL by suffix)."""
-    from engine.mesh import save_mesh
+    from engine.io.mesh import save_mesh
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="output mesh file, e.g. assets/demo_template.ply")

@@ -2,7 +2,7 @@
 
 Everything that reads point sets (the PRN trainer, the CLI, the GUI, benchmarks) goes through
 :func:`load_keypoints` / :func:`load_dataset`, so every file problem ends in one
-:class:`~engine.errors.DataError` naming the file, the field and what was expected.
+:class:`~engine.core.errors.DataError` naming the file, the field and what was expected.
 
 Accepted files:
 
@@ -25,8 +25,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,7 +32,8 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
-from engine.errors import DataError
+from engine.core.errors import DataError
+from engine.io.files import write_bytes_atomic
 
 MIN_POINTS = 3
 SYNTHETIC_PREFIX = "synthetic"
@@ -453,14 +452,7 @@ def save_keypoints(path: str | Path, seq: KeypointSequence) -> None:
         ) from None
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -474,11 +466,11 @@ def load_dataset(spec: str, *, seed: int = 0) -> KeypointSequence:
 
     * ``"synthetic:human"`` (or ``"synthetic"``): the default training set, 100 sequences of 200
       frames (20,000 frames) of the 17-joint synthetic human
-      (:func:`engine.data.synthetic.synthetic_human`) with seed ``seed``.
+      (:func:`engine.synthetic.human.synthetic_human`) with seed ``seed``.
     * Options after ``?``, joined by ``&``: ``frames`` (total frames; sequences are added and the
       last one cut to reach it), ``sequences``, ``length`` (frames per sequence), ``seed``
       (overrides the argument), ``split=train|test`` (``test`` uses seed + 1000, the held-out
-      convention :data:`engine.data.synthetic.TEST_SEED_OFFSET`). Example:
+      convention :data:`engine.synthetic.human.TEST_SEED_OFFSET`). Example:
       ``"synthetic:human?frames=2000&seed=3"``.
     * Anything else is a file path for :func:`load_keypoints`.
 
@@ -495,7 +487,7 @@ def load_dataset(spec: str, *, seed: int = 0) -> KeypointSequence:
 
 
 def _load_synthetic(spec: str, seed: int) -> KeypointSequence:
-    from engine.data.synthetic import TEST_SEED_OFFSET, synthetic_human
+    from engine.synthetic.human import TEST_SEED_OFFSET, synthetic_human
 
     head, _, query = spec.partition("?")
     kind = head.partition(":")[2] or "human"
@@ -551,3 +543,16 @@ def _load_synthetic(spec: str, seed: int) -> KeypointSequence:
     seq.description.pop("subset_of_frames", None)
     seq.description.update(spec=canonical, split=split, num_frames=frames)
     return seq
+
+
+def skeleton_edges(sequence: KeypointSequence) -> np.ndarray | None:
+    """Bones (E, 2) int64 to draw a keypoint sequence's shapes: its own ``edges``, else the
+    Human3.6M skeleton for the built-in synthetic human, else None (points only)."""
+    if getattr(sequence, "edges", None) is not None:
+        return np.asarray(sequence.edges, dtype=np.int64).reshape(-1, 2)
+    description = getattr(sequence, "description", None) or {}
+    if "synthetic" in str(description.get("source", "")) and sequence.num_points == 17:
+        from engine.synthetic.human import H36M_EDGES
+
+        return np.asarray(H36M_EDGES, dtype=np.int64).reshape(-1, 2)
+    return None

@@ -152,7 +152,7 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     """Turn user-caused errors into one stderr line and exit code 2."""
 
     def run(args: argparse.Namespace) -> int:
-        from engine.errors import InputError
+        from engine.core.errors import InputError
 
         try:
             return fn(args)
@@ -171,8 +171,8 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
 
 
 def _device(args: argparse.Namespace) -> Any:
-    from engine.device import resolve_device
-    from engine.errors import InputError
+    from engine.core.device import resolve_device
+    from engine.core.errors import InputError
 
     try:
         return resolve_device(args.device)
@@ -186,8 +186,8 @@ def _train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from engine.data import load_dataset
-    from engine.errors import InputError
+    from engine.core.errors import InputError
+    from engine.io.keypoints import load_dataset
     from engine.prn.config import TrainConfig
     from engine.prn.training import Trainer
 
@@ -279,7 +279,7 @@ def _penalty(config: Any) -> str:
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from engine.data import load_dataset
+    from engine.io.keypoints import load_dataset
     from engine.prn.checkpoint import load_model
 
     device = _device(args)
@@ -291,8 +291,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 def _reconstruct(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from engine.data import KeypointSequence, save_keypoints
-    from engine.errors import InputError
+    from engine.core.errors import InputError
+    from engine.io.keypoints import KeypointSequence, save_keypoints
     from engine.prn.reconstruct import reconstruct
 
     out = Path(args.out)
@@ -329,7 +329,7 @@ def format_table(rows: dict[str, dict[str, float]], units: str = "") -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from engine.errors import DataError
+    from engine.core.errors import DataError
     from engine.prn.reconstruct import evaluate_methods
 
     model, _ckpt, seq = _load(args)

@@ -2,7 +2,7 @@
 
 Every function returns plain numpy arrays ``(vertices (N,3) float64, faces (F,3) int64)`` with
 outward-facing, counter-clockwise triangles, so the results can be fed to
-:func:`engine.mesh.validate_mesh` or straight into the torch code.
+:func:`engine.io.mesh.validate_mesh` or straight into the torch code.
 """
 
 from __future__ import annotations

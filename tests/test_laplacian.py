@@ -416,3 +416,33 @@ def test_cuda_matches_cpu():
     drag = (H[0] - A @ T).numpy()
     expected = laplacian_solve(L, A, T, H[0]).numpy()
     assert rel_err(basis.deform(drag), expected) < 1e-8
+
+
+def test_load_state_dict_of_another_template_rebuilds_laplacian_and_factorisation():
+    v, f = icosphere(2)
+    stretched = v * np.array([2.0, 1.0, 0.5])
+    d = LaplacianDeformer(torch.tensor(v), torch.tensor(f), num_handles=6, seed=0)
+    d(torch.zeros(6, 3, dtype=torch.float64))  # builds and caches the factorisation of v
+    other = LaplacianDeformer(torch.tensor(stretched), torch.tensor(f), num_handles=6, seed=0)
+    d.load_state_dict(other.state_dict())
+    offsets = 0.1 * torch.ones(2, 6, 3, dtype=torch.float64)
+    with torch.no_grad():
+        np.testing.assert_allclose(d(offsets).numpy(), other(offsets).numpy(), atol=1e-10)
+    # Another mesh size (and handle count) loads too, with its own Laplacian.
+    v3, f3 = icosphere(1)
+    small = LaplacianDeformer(torch.tensor(v3), torch.tensor(f3), num_handles=4, seed=0)
+    d.load_state_dict(small.state_dict())
+    assert d.laplacian.shape == (len(v3), len(v3)) and d.num_handles == 4
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            d(offsets[:, :4]).numpy(), small(offsets[:, :4]).numpy(), atol=1e-10
+        )
+
+
+def test_double_backward_through_the_solve_is_refused():
+    v, f = icosphere(1)
+    d = LaplacianDeformer(torch.tensor(v), torch.tensor(f), num_handles=4, seed=0)
+    offsets = torch.full((4, 3), 0.1, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad((d(offsets) ** 2).sum(), offsets, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        g.sum().backward()

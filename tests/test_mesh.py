@@ -354,3 +354,101 @@ def test_shared_templates(name):
     )
     _, counts = np.unique(edges, axis=0, return_counts=True)
     assert np.all(counts == 2)
+
+
+# ------------------------------------------------------------------ texture coordinates
+
+
+def test_obj_keeps_texture_coordinates_with_face_corners(tmp_path):
+    path = tmp_path / "quad.obj"
+    path.write_text(
+        "mtllib missing.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\n"
+        "vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1 0\nvn 0 0 1\n"
+        "f 1/4/1 2/3/1 3/2/1 4/1/1\n"
+    )
+    mesh = load_mesh(path)
+    np.testing.assert_array_equal(mesh.faces, [[0, 1, 2], [0, 2, 3]])
+    # The quad's corners name vt 4, 3, 2, 1: the fan keeps each corner's own vt.
+    np.testing.assert_array_equal(mesh.uv_faces, [[3, 2, 1], [3, 1, 0]])
+    np.testing.assert_array_equal(mesh.uv[3], [0.0, 1.0])
+
+
+def test_obj_texture_relative_indices_and_round_trip(tmp_path):
+    path = tmp_path / "tri.obj"
+    path.write_text(
+        "v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0.1 0.2\nvt 0.3 0.4\nvt 0.5 0.6\nf -3/-3 -2/-2 -1/-1\n"
+    )
+    mesh = load_mesh(path)
+    np.testing.assert_array_equal(mesh.uv_faces, [[0, 1, 2]])
+    out = tmp_path / "out.obj"
+    save_mesh(out, mesh.vertices, mesh.faces, uv=mesh.uv, uv_faces=mesh.uv_faces)
+    again = load_mesh(out)
+    np.testing.assert_array_equal(again.uv, mesh.uv)
+    np.testing.assert_array_equal(again.uv_faces, mesh.uv_faces)
+
+
+def test_obj_partly_textured_faces_drop_uv_and_bad_uv_index_named(tmp_path):
+    path = tmp_path / "mixed.obj"
+    path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 0\nvt 0 0\nf 1/1 2/1 3/1\nf 2 4 3\n")
+    mesh = load_mesh(path)
+    assert mesh.uv is None and mesh.uv_faces is None
+    bad = tmp_path / "bad.obj"
+    bad.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2/7 3/1\n")
+    with pytest.raises(MeshError, match=r"bad\.obj:5.*texture index 7"):
+        load_mesh(bad)
+
+
+# ------------------------------------------------------------------------ quality report
+
+
+def _tetra(offset=(0.0, 0.0, 0.0)):
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=float) + offset
+    f = np.array([[0, 2, 1], [0, 1, 3], [1, 2, 3], [0, 3, 2]])
+    return v, f
+
+
+def test_quality_of_clean_and_open_meshes():
+    v, f = icosphere(1)
+    q = load_like(v, f).quality()
+    assert q.is_clean and q.components == 1 and "closed manifold" in q.summary()
+    q = load_like(v, f[1:]).quality()
+    assert q.boundary_loops == 1 and q.boundary_edges == 3 and not q.is_clean
+
+
+def test_quality_reports_two_tetrahedra_sharing_an_edge():
+    v1, f1 = _tetra()
+    # A second tetrahedron reusing the edge (0, 1) of the first and two vertices of its own.
+    v2 = np.array([[0.5, -1.0, 0.0], [0.5, -0.5, -1.0]])
+    v = np.vstack([v1, v2])
+    f2 = np.array([[0, 1, 4], [0, 5, 1], [1, 5, 4], [0, 4, 5]])
+    q = load_like(v, np.vstack([f1, f2])).quality()
+    assert q.non_manifold_edges == 1
+    assert "non-manifold" in q.summary()
+
+
+def test_quality_reports_a_fin_triangle_degenerate_faces_and_components():
+    v, f = _tetra()
+    fin_v = np.vstack([v, [[0.5, 0.0, -1.0]]])
+    q = load_like(fin_v, np.vstack([f, [[0, 1, 4]]])).quality()
+    assert q.non_manifold_edges == 1 and q.boundary_loops == 1
+    v2, f2 = _tetra((5.0, 0.0, 0.0))
+    both = load_like(np.vstack([v, v2, [[9, 9, 9]]]), np.vstack([f, f2 + 4, [[0, 0, 1]]]))
+    q = both.quality()
+    assert q.components == 2 and q.degenerate_faces == 1 and q.unreferenced_vertices == 1
+    assert "2 connected components" in q.summary() and "degenerate" in q.summary()
+
+
+def load_like(vertices, faces) -> Mesh:
+    return validate_mesh(vertices, faces)
+
+
+def test_written_files_get_umask_permissions_not_owner_only(tmp_path):
+    import os
+
+    v, f = icosphere(0)
+    umask = os.umask(0o022)
+    try:
+        save_mesh(tmp_path / "m.ply", v, f)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "m.ply").stat().st_mode & 0o777 == 0o644

@@ -63,6 +63,21 @@ class LaplacianDeformer(nn.Module):
         self.logits = nn.Parameter(init_logits(dist).to(vertices.dtype))
         self._system: LaplacianSystem | None = None
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, *args) -> None:
+        # A state dict may hold another template (another mesh, other handles): take its sizes,
+        # then rebuild what is derived from the template, so that the Laplacian and the cached
+        # factorisation never describe the mesh that was replaced.
+        for name in ("template", "faces", "handle_ids"):
+            incoming = state_dict.get(prefix + name)
+            if isinstance(incoming, Tensor) and incoming.shape != getattr(self, name).shape:
+                setattr(self, name, getattr(self, name).new_empty(incoming.shape))
+        logits = state_dict.get(prefix + "logits")
+        if isinstance(logits, Tensor) and logits.shape != self.logits.shape:
+            self.logits.data = self.logits.data.new_empty(logits.shape)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, *args)
+        self.laplacian = cotangent_laplacian(self.template, self.faces)
+        self._system = None
+
     @property
     def A(self) -> Tensor:
         """(K,N) dependency matrix ``softmax(logits)``, rows sum to 1."""

@@ -45,6 +45,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import connected_components
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from engine.core.errors import MeshError
 from engine.core.progress import CancelFn, Cancelled, ProgressFn
@@ -304,6 +305,7 @@ class _LaplacianSolve(torch.autograd.Function):
         return V.to(out_dtype)
 
     @staticmethod
+    @once_differentiable  # the backward is not itself differentiable: refuse double backward
     def backward(ctx, grad_v: Tensor):
         A64, H64, V = ctx.saved_tensors
         hs: HandleSystem = ctx.hs

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.core.errors import MeshError
+from engine.geometry.quality import MeshQuality, mesh_quality
 from engine.io.files import write_bytes_atomic
 
 SUPPORTED_SUFFIXES = (".obj", ".ply", ".stl", ".vtk", ".vtp")
@@ -41,11 +42,21 @@ class Mesh:
         vertices: (N,3) float64 vertex positions (file units).
         faces: (F,3) int64 vertex indices into ``vertices``, 0-based.
         path: the file it was read from, if any.
+        uv: (U,2) float64 texture coordinates (OBJ ``vt``; v points up, OBJ's convention), or
+            None when the file has none.
+        uv_faces: (F,3) int64 indices into ``uv`` for each face corner (row f matches
+            ``faces[f]``), or None. Present only when every face corner names a ``vt``.
     """
 
     vertices: np.ndarray
     faces: np.ndarray
     path: str | None = None
+    uv: np.ndarray | None = None
+    uv_faces: np.ndarray | None = None
+
+    def quality(self) -> MeshQuality:
+        """The mesh's quality report (components, holes, non-manifold edges, degenerate faces)."""
+        return mesh_quality(self.vertices, self.faces)
 
     @property
     def num_vertices(self) -> int:
@@ -58,13 +69,17 @@ class Mesh:
         return int(self.faces.shape[0])
 
 
-def validate_mesh(vertices, faces, *, path: str | Path | None = None) -> Mesh:
+def validate_mesh(
+    vertices, faces, *, path: str | Path | None = None, uv=None, uv_faces=None
+) -> Mesh:
     """Check arrays and wrap them in a :class:`Mesh`.
 
     Args:
         vertices: array-like (N,3) of finite real numbers (N >= 3).
         faces: array-like (F,3) of integers in ``[0, N)`` (F >= 1).
         path: file the arrays came from, used in error messages.
+        uv: optional (U,2) texture coordinates; ``uv_faces`` (F,3) indices into them, one row
+            per face (both or neither).
 
     Returns:
         Mesh with C-contiguous float64 vertices and int64 faces (copies).
@@ -122,9 +137,32 @@ def validate_mesh(vertices, faces, *, path: str | Path | None = None) -> Mesh:
             path=path,
             field="faces",
         )
+    uv_arr, uv_f = _checked_uv(uv, uv_faces, len(f), path)
     return Mesh(
-        np.ascontiguousarray(v), np.ascontiguousarray(f), None if path is None else str(path)
+        np.ascontiguousarray(v),
+        np.ascontiguousarray(f),
+        None if path is None else str(path),
+        uv_arr,
+        uv_f,
     )
+
+
+def _checked_uv(uv, uv_faces, num_faces: int, path) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if uv is None and uv_faces is None:
+        return None, None
+    if uv is None or uv_faces is None:
+        raise MeshError("texture coordinates need both uv and uv_faces", path=path, field="uv")
+    t = np.array(uv, dtype=np.float64, copy=True)
+    tf = np.array(uv_faces, dtype=np.int64, copy=True)
+    if t.ndim != 2 or t.shape[1] != 2 or not np.isfinite(t).all():
+        raise MeshError(f"expected finite uv of shape (U, 2), got {t.shape}", path=path, field="uv")
+    if tf.shape != (num_faces, 3) or (tf.size and (tf.min() < 0 or tf.max() >= len(t))):
+        raise MeshError(
+            f"expected uv_faces of shape ({num_faces}, 3) indexing {len(t)} uv rows",
+            path=path,
+            field="uv_faces",
+        )
+    return np.ascontiguousarray(t), np.ascontiguousarray(tf)
 
 
 def mesh_hash(vertices, faces) -> str:
@@ -178,8 +216,9 @@ def load_mesh(path: str | Path) -> Mesh:
     if not data.strip():
         raise MeshError("the file is empty", path=p)
     if suffix == ".obj":
-        vertices, faces = _parse_obj(data, p)
-    elif suffix == ".ply":
+        vertices, faces, uv, uv_faces = _parse_obj(data, p)
+        return validate_mesh(vertices, faces, path=p, uv=uv, uv_faces=uv_faces)
+    if suffix == ".ply":
         vertices, faces = _parse_ply(data, p)
     elif suffix == ".stl":
         vertices, faces = _parse_stl(data, p)
@@ -188,7 +227,7 @@ def load_mesh(path: str | Path) -> Mesh:
     return validate_mesh(vertices, faces, path=p)
 
 
-def save_mesh(path: str | Path, vertices, faces) -> None:
+def save_mesh(path: str | Path, vertices, faces, *, uv=None, uv_faces=None) -> None:
     """Write a triangle mesh; the suffix picks the format.
 
     ``.ply`` is binary little-endian with float64 coordinates (exact round trip), ``.obj`` is
@@ -201,6 +240,8 @@ def save_mesh(path: str | Path, vertices, faces) -> None:
         path: destination file, suffix ``.ply``, ``.obj`` or ``.stl``.
         vertices: (N,3) float array.
         faces: (F,3) int array with indices in ``[0, N)``.
+        uv, uv_faces: optional texture coordinates (U,2) and their per-corner indices (F,3);
+            written as ``vt`` lines by ``.obj`` only (the other formats have no place for them).
 
     Raises:
         MeshError: unsupported suffix, invalid arrays, or an OS error while writing.
@@ -213,8 +254,11 @@ def save_mesh(path: str | Path, vertices, faces) -> None:
             f"cannot write mesh type '{p.suffix or '(no suffix)'}': expected .ply, .obj or .stl",
             path=p,
         )
-    mesh = validate_mesh(vertices, faces, path=p)
-    payload = writers[suffix](mesh.vertices, mesh.faces)
+    mesh = validate_mesh(vertices, faces, path=p, uv=uv, uv_faces=uv_faces)
+    if suffix == ".obj":
+        payload = _obj_bytes(mesh.vertices, mesh.faces, mesh.uv, mesh.uv_faces)
+    else:
+        payload = writers[suffix](mesh.vertices, mesh.faces)
     try:
         write_bytes_atomic(p, payload)
     except OSError as exc:
@@ -258,13 +302,21 @@ def _logical_lines(text: str):
         yield start, " ".join(pending)
 
 
-def _parse_obj(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _parse_obj(
+    data: bytes, path: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     text = _decode_text(data, path, "OBJ")
     coords: list[tuple[float, float, float]] = []
     tris: list[tuple[int, int, int]] = []
     # Positive indices may legally point at vertices defined later; check them at the end and
     # remember a line to blame.
     max_index, max_index_line = -1, 0
+    # Texture coordinates: kept only if every face corner names one (a partly textured file
+    # cannot be rendered with a texture anyway).
+    uvs: list[tuple[float, float]] = []
+    uv_tris: list[tuple[int, int, int]] = []
+    all_corners_textured = True
+    max_uv, max_uv_line = -1, 0
     for number, line in _logical_lines(text):
         hash_pos = line.find("#")
         if hash_pos >= 0:
@@ -289,6 +341,16 @@ def _parse_obj(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray]:
             if not all(np.isfinite(xyz)):
                 raise MeshError("vertex coordinate is NaN or infinite", path=path, line=number)
             coords.append(xyz)
+        elif key == "vt":
+            try:
+                uv = (float(parts[1]), float(parts[2]) if len(parts) > 2 else 0.0)
+            except (ValueError, IndexError):
+                raise MeshError(
+                    "expected 'vt u [v [w]]' with numbers", path=path, line=number
+                ) from None
+            if not all(np.isfinite(uv)):
+                raise MeshError("texture coordinate is NaN or infinite", path=path, line=number)
+            uvs.append(uv)
         elif key == "f":
             if len(parts) < 4:
                 raise MeshError(
@@ -298,8 +360,18 @@ def _parse_obj(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray]:
                 )
             nv = len(coords)
             poly = []
+            uv_poly = []
             for token in parts[1:]:
-                head = token.split("/", 1)[0]
+                fields = token.split("/")
+                head = fields[0]
+                if all_corners_textured:
+                    uv_index = _obj_uv_index(fields, len(uvs), path, number)
+                    if uv_index is None:
+                        all_corners_textured = False
+                    else:
+                        uv_poly.append(uv_index)
+                        if uv_index > max_uv:
+                            max_uv, max_uv_line = uv_index, number
                 try:
                     idx = int(head)
                 except ValueError:
@@ -331,7 +403,10 @@ def _parse_obj(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray]:
             first = poly[0]
             for a, b in itertools.pairwise(poly[1:]):
                 tris.append((first, a, b))
-        # Everything else (vt, vn, vp, l, p, o, g, s, mtllib, usemtl, curves) carries nothing
+            if all_corners_textured:
+                for a, b in itertools.pairwise(uv_poly[1:]):
+                    uv_tris.append((uv_poly[0], a, b))
+        # Everything else (vn, vp, l, p, o, g, s, mtllib, usemtl, curves) carries nothing
         # the engine uses; materials are never opened, so missing .mtl files do not matter.
     if not coords:
         raise MeshError("no vertices ('v' lines) found", path=path)
@@ -343,13 +418,56 @@ def _parse_obj(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray]:
             path=path,
             line=max_index_line,
         )
-    return np.asarray(coords, dtype=np.float64), np.asarray(tris, dtype=np.int64)
+    vertices = np.asarray(coords, dtype=np.float64)
+    faces = np.asarray(tris, dtype=np.int64)
+    if not (all_corners_textured and uvs):
+        return vertices, faces, None, None
+    if max_uv >= len(uvs):
+        raise MeshError(
+            f"texture index {max_uv + 1} out of range: the file defines {len(uvs)} 'vt' lines",
+            path=path,
+            line=max_uv_line,
+        )
+    return vertices, faces, np.asarray(uvs, dtype=np.float64), np.asarray(uv_tris, np.int64)
 
 
-def _obj_bytes(vertices: np.ndarray, faces: np.ndarray) -> bytes:
+def _obj_uv_index(fields: list[str], defined: int, path: Path, line: int) -> int | None:
+    """0-based ``vt`` index of a face token ``v/vt/vn`` (None when it names none)."""
+    if len(fields) < 2 or not fields[1]:
+        return None
+    try:
+        idx = int(fields[1])
+    except ValueError:
+        raise MeshError(
+            f"expected a texture index in face token {'/'.join(fields)!r}", path=path, line=line
+        ) from None
+    if idx == 0:
+        raise MeshError("face texture index 0: OBJ indices start at 1", path=path, line=line)
+    if idx < 0:
+        if defined + idx < 0:
+            raise MeshError(
+                f"relative texture index {idx} points before the first 'vt'", path=path, line=line
+            )
+        return defined + idx
+    return idx - 1
+
+
+def _obj_bytes(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    uv: np.ndarray | None = None,
+    uv_faces: np.ndarray | None = None,
+) -> bytes:
     lines = ["# written by shapebench engine.io.mesh"]
     lines += [f"v {x:.17g} {y:.17g} {z:.17g}" for x, y, z in vertices.tolist()]
-    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces.tolist()]
+    if uv is None:
+        lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces.tolist()]
+    else:
+        lines += [f"vt {u:.17g} {w:.17g}" for u, w in uv.tolist()]
+        lines += [
+            f"f {a + 1}/{ta + 1} {b + 1}/{tb + 1} {c + 1}/{tc + 1}"
+            for (a, b, c), (ta, tb, tc) in zip(faces.tolist(), uv_faces.tolist())
+        ]
     return ("\n".join(lines) + "\n").encode("ascii")
 
 

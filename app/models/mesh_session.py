@@ -325,6 +325,7 @@ class MeshSession(QObject):
         """Take a mesh, its (K,) handle vertex ids and their ready ``EditingBasis``
         (synchronous; offsets, selection and history are reset)."""
         self.mesh = mesh
+        self.quality = mesh.quality()
         self.basis = basis
         self._handle_ids = np.asarray(handle_ids, dtype=np.int64)
         k = len(self._handle_ids)

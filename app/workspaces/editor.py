@@ -183,6 +183,13 @@ class EditorWorkspace(QWidget):
         self.selection_label = QLabel()
         self.selection_label.setWordWrap(True)
         form.addRow("Selected", self.selection_label)
+        self.quality_label = QLabel("No mesh.")
+        self.quality_label.setWordWrap(True)
+        self.quality_label.setToolTip(
+            "Mesh check: connected components, open boundary loops, non-manifold edges, "
+            "degenerate faces and unused vertices change how a deformation behaves"
+        )
+        form.addRow("Mesh check", self.quality_label)
         layout.addWidget(init_box)
 
         offset_box = QGroupBox("Offset of the selection")
@@ -376,6 +383,12 @@ class EditorWorkspace(QWidget):
         self.window_.set_counts_text(
             f"{len(s.vertices):,} vertices, {len(s.faces):,} faces, {s.num_handles} handles"
         )
+        problems = s.quality.problems()
+        self.quality_label.setText("; ".join(problems) if problems else "closed, manifold")
+        self.quality_label.setStyleSheet("color: #b35900;" if problems else "")
+        if problems:
+            name = Path(s.mesh.path).name if s.mesh.path else "the mesh"
+            self.window_.statusBar().showMessage(f"{name}: " + "; ".join(problems), 10000)
         if s.mesh.path:
             self.window_.add_recent_file(s.mesh.path)
             self.window_.setWindowTitle(f"ShapeBench — {Path(s.mesh.path).name}")

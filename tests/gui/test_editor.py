@@ -226,3 +226,19 @@ def test_up_axis_choice_turns_the_view_and_is_remembered(editor, qtbot, main_win
     assert again.workspace("Editor").up_axis_actions["y"].isChecked()
     assert again.workspace("Editor").view.up_axis == "y"
     again.close()
+
+
+def test_non_manifold_mesh_opens_with_its_quality_report(editor, qtbot, main_window, tmp_path):
+    assert editor.quality_label.text() == "closed, manifold"
+    v, f = icosphere(2)
+    # A fin: one triangle hung on an existing edge makes that edge non-manifold.
+    a, b = f[0, 0], f[0, 1]
+    fin_v = np.vstack([v, (v[a] + v[b]) / 2 * 1.5])
+    fin_f = np.vstack([f, [[a, b, len(v)]]])
+    path = tmp_path / "fin.ply"
+    save_mesh(path, fin_v, fin_f)
+    with qtbot.waitSignal(editor.session.mesh_changed, timeout=60_000):
+        editor.open_mesh(path, num_handles=6)
+    assert "1 non-manifold edges" in editor.quality_label.text()
+    assert "fin.ply" in main_window.statusBar().currentMessage()
+    assert "non-manifold" in main_window.statusBar().currentMessage()

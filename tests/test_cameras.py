@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -195,6 +197,32 @@ def test_azimuth_moves_the_front_around():
     torch.testing.assert_close(front_cam[3], torch.tensor([1.0, 0, 0], dtype=F64), **atol)
 
 
+TEMPLATES = Path(__file__).resolve().parents[2] / "shared" / "data" / "templates"
+
+
+@pytest.mark.skipif(not (TEMPLATES / "horse.obj").is_file(), reason="shared templates not present")
+def test_shared_horse_axes_are_y_up_and_minus_x_front():
+    lines = (TEMPLATES / "horse.obj").read_text().splitlines()
+    vertices = torch.tensor(
+        [[float(v) for v in line.split()[1:4]] for line in lines if line.startswith("v ")],
+        dtype=F64,
+    )
+    index = json.loads((TEMPLATES / "horse_keypoints.json").read_text())
+    eyes, tail = vertices[[index["leftEye"], index["rightEye"]]], vertices[index["tailStart"]]
+    hoof = vertices[index["frontLeftHoof"]]
+    camera = make_cameras(
+        torch.tensor(10.0, dtype=F64),
+        torch.zeros(2, dtype=F64),
+        view_rotation(90.0, 0.0, "y", "-x", dtype=F64),
+    )
+    left_eye, right_eye, tail_2d, hoof_2d = project(
+        torch.stack([eyes[0], eyes[1], tail, hoof])[None], camera[None]
+    )[0]
+    assert left_eye[2] < right_eye[2]  # azimuth 90 shows the left flank
+    assert left_eye[0] < tail_2d[0]  # with the head to the image left
+    assert left_eye[1] < hoof_2d[1]  # and the eyes above the hooves
+
+
 def test_view_rotation_rejects_bad_axes():
     with pytest.raises(InputError, match="perpendicular"):
         view_rotation(0.0, 0.0, "z", "-z")
@@ -282,3 +310,26 @@ def test_normalize_round_trip():
     torch.testing.assert_close(
         normalize_cameras(centred, 64)[0, :3], torch.tensor([1.0, 0.0, -1.0])
     )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    cameras, verts = random_cameras(3), random_points(3, 5)
+    boxes = torch.tensor([[1.0, 2.0, 30.0]] * 3, dtype=F64)
+    on_gpu = {
+        "project": project(verts.cuda(), cameras.cuda()),
+        "mirror": mirror_cameras(cameras.cuda(), 64.0, "z"),
+        "crop": crop_resize_cameras(cameras.cuda(), boxes.cuda(), 16),
+        "views": uniform_azimuth_cameras(8, [0.0, 20.0], 30.0, (32.0, 32.0), device="cuda"),
+        "geodesic": quaternion_geodesic(cameras[:, 3:].cuda(), cameras[:, 3:].flip(0).cuda()),
+    }
+    on_cpu = {
+        "project": project(verts, cameras),
+        "mirror": mirror_cameras(cameras, 64.0, "z"),
+        "crop": crop_resize_cameras(cameras, boxes, 16),
+        "views": uniform_azimuth_cameras(8, [0.0, 20.0], 30.0, (32.0, 32.0)),
+        "geodesic": quaternion_geodesic(cameras[:, 3:], cameras[:, 3:].flip(0)),
+    }
+    for key, value in on_gpu.items():
+        assert value.is_cuda, key
+        torch.testing.assert_close(value.cpu(), on_cpu[key], msg=key)

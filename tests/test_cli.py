@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from engine.io.keypoints import KeypointSequence, load_keypoints, save_keypoints
 
@@ -103,6 +105,10 @@ def test_evaluate_prints_prn_and_baselines(files):
         ("text_checkpoint", "not a readable"),
         ("no_ground_truth", "points3d"),
         ("wrong_points", "6 points"),
+        ("raw_pickle", "not a readable"),
+        ("legacy_torch_file", "not a readable"),
+        ("nothing_visible", "no point is visible"),
+        ("no_usable_frame", "no frame has 2 or more distinct visible points"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(files, case, expect):
@@ -125,6 +131,23 @@ def test_bad_input_gives_one_line_and_exit_2(files, case, expect):
         args = ["evaluate", "--checkpoint", str(bad), "--data", str(files["data"])]
     elif case == "no_ground_truth":
         args = ["evaluate", "--checkpoint", str(files["ckpt"]), "--data", str(files["no_gt"])]
+    elif case in ("raw_pickle", "legacy_torch_file"):
+        # torch.load warns about the pickle protocol of such files before refusing them.
+        bad = folder / f"{case}.pt"
+        if case == "raw_pickle":
+            with open(bad, "wb") as fh:
+                pickle.dump({"a": 1}, fh, protocol=4)
+        else:
+            torch.save({"a": 1}, bad, _use_new_zipfile_serialization=False, pickle_protocol=5)
+        args = ["evaluate", "--checkpoint", str(bad), "--data", str(files["data"])]
+    elif case in ("nothing_visible", "no_usable_frame"):
+        seq = load_keypoints(files["data"])
+        vis = np.zeros((seq.num_frames, seq.num_points), bool)
+        if case == "no_usable_frame":
+            vis[:, 0] = True  # one point per frame: nothing to normalise by
+        hidden = folder / f"{case}.npz"
+        save_keypoints(hidden, KeypointSequence(seq.points2d, seq.points3d, visibility=vis))
+        args = ["train", "--data", str(hidden), "--iterations", "2", "--out", str(folder / "h.pt")]
     else:
         other = folder / "other.npz"
         save_keypoints(
@@ -145,3 +168,53 @@ def test_bad_input_gives_one_line_and_exit_2(files, case, expect):
     assert len(lines) == 1, result.stderr
     assert expect.lower() in lines[0].lower()
     assert "Traceback" not in result.stderr
+    if case in ("nothing_visible", "no_usable_frame"):
+        assert not (folder / "h.pt").exists()  # no checkpoint of a network that learned nothing
+
+
+@pytest.mark.parametrize("command", ["evaluate", "reconstruct"])
+def test_wrong_point_count_names_the_data_file_and_the_checkpoint(files, command):
+    other = files["folder"] / "nine_points.npz"
+    points3d = np.random.default_rng(2).normal(size=(5, 9, 3))
+    save_keypoints(other, KeypointSequence(points2d=points3d[..., :2].copy(), points3d=points3d))
+    args = [command, "--checkpoint", str(files["ckpt"]), "--data", str(other)]
+    if command == "reconstruct":
+        args += ["--out", str(files["folder"] / "o9.npz")]
+    result = _main(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(other) in lines[0] and str(files["ckpt"]) in lines[0]
+    assert "9 points" in lines[0] and "6 points" in lines[0]
+
+
+def test_foreign_pickle_checkpoint_gives_only_the_error_line(files, capsys, recwarn):
+    """In process (as the GUI loads checkpoints): torch's warning about the pickle protocol of
+    a foreign file is not emitted, only the one-line error."""
+    import main
+
+    bad = files["folder"] / "raw_in_process.pt"
+    with open(bad, "wb") as fh:
+        pickle.dump({"a": 1}, fh, protocol=4)
+    code = main.main(["evaluate", "--checkpoint", str(bad), "--data", str(files["data"])])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "not a readable" in err[0]
+    assert [str(w.message) for w in recwarn] == []
+
+
+def test_train_warns_when_alignments_do_not_converge(files):
+    out = files["folder"] / "short_align.pt"
+    result = _main(
+        "train", "--data", str(files["data"]), "--iterations", "3", "--hidden", "8",
+        "--align-max-iter", "1", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("warning: 3 of 3 Procrustes alignments")
+    assert "within 1 sweep;" in last and "--align-max-iter" in last
+    from engine.prn.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out).metrics["align_not_converged"] == 3
+    # A run whose alignments converge prints no such warning.
+    assert "warning" not in files["train"].stderr

@@ -139,3 +139,18 @@ def test_mismatched_weights(tmp_path):
     with pytest.raises(CheckpointError) as info:
         build_model(load_checkpoint(path))
     assert info.value.field == "model_state"
+
+
+def test_foreign_pickles_fail_without_torch_warnings(tmp_path, recwarn):
+    """torch warns about the pickle protocol of raw pickles and old-format torch files before
+    refusing them; the loader's one CheckpointError is all that reaches the user."""
+    raw = tmp_path / "raw.pt"
+    with open(raw, "wb") as fh:
+        pickle.dump({"a": 1}, fh, protocol=4)
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"a": 1}, legacy, _use_new_zipfile_serialization=False, pickle_protocol=5)
+    for path in (raw, legacy):
+        with pytest.raises(CheckpointError, match="not a readable") as info:
+            load_checkpoint(path)
+        assert str(path) in str(info.value)
+    assert [str(w.message) for w in recwarn] == []

@@ -41,6 +41,8 @@ def test_defaults_are_valid_and_round_trip():
         ("logsum", 1),
         ("logsum_from", -1),
         ("logsum_eps", 0.0),
+        ("align_max_iter", 0),
+        ("align_max_iter", 2.0),
         ("eval_every", 0),
         ("preview_frame", -1),
         ("iterations", True),

@@ -311,12 +311,15 @@ def test_checkpoints_without_newer_fields_load_as_trained(tmp_path):
     path = tmp_path / "old.pt"
     trainer.save_checkpoint(path)
     raw = torch.load(path, weights_only=True)
-    for name in ("reflections", "logsum", "logsum_from", "logsum_eps"):
+    for name in ("reflections", "logsum", "logsum_from", "logsum_eps", "align_max_iter"):
         del raw["config"][name]
     del raw["extra"]["requested_config"]
     torch.save(raw, path)
     ckpt = load_checkpoint(path)
     assert ckpt.config.reflections is False and ckpt.config.logsum is False
+    assert ckpt.config.align_max_iter == 100  # what align() always used before the setting
+    resumed = Trainer.from_checkpoint(path, _sequence())
+    assert resumed.align_not_converged == 0 and resumed.step == 2
     assert ckpt.requested_config() == ckpt.config
 
 
@@ -358,3 +361,90 @@ def test_training_on_cuda_follows_the_cpu_run():
         assert trainer.state == "finished"
         runs[device] = [h["total"] for h in trainer.history]
     np.testing.assert_allclose(runs["cuda"], runs["cpu"], rtol=1e-2)
+
+
+def test_alignments_that_do_not_converge_are_counted_and_saved(tmp_path):
+    """A tiny align_max_iter leaves every group unconverged: counted per step in the events,
+    in total in the metrics and the checkpoint, and carried on by a resumed run."""
+    seq = _sequence()
+    trainer = Trainer(_config(iterations=4, align_max_iter=1), seq)  # 2 groups per step
+    events = []
+    trainer.add_callback(events.append)
+    metrics = trainer.run()
+    assert [e.align_not_converged for e in events] == [2, 2, 2, 2]
+    assert [e.align_not_converged_total for e in events] == [2, 4, 6, 8]
+    assert trainer.align_not_converged == 8
+    assert metrics["align_not_converged"] == 8 and {"e3d", "mpjpe"} <= set(metrics)
+    assert events[-1].metrics["align_not_converged"] == 8
+    assert set(events[0].losses) == {"f", "g", "mirror", "total"}  # the curves are unchanged
+    path = tmp_path / "short.pt"
+    trainer.save_checkpoint(path)
+    ckpt = load_checkpoint(path)
+    assert ckpt.metrics["align_not_converged"] == 8 and ckpt.config.align_max_iter == 1
+    resumed = Trainer.from_checkpoint(path, seq)
+    assert resumed.align_not_converged == 8
+    resumed.run(until_step=6)
+    assert resumed.align_not_converged == 12 and resumed.metrics["align_not_converged"] == 12
+
+    # The default (the authors' 100 sweeps) converges on this data: nothing counted or shown.
+    ok = Trainer(_config(iterations=3), seq)
+    events.clear()
+    ok.add_callback(events.append)
+    metrics = ok.run()
+    assert ok.config.align_max_iter == 100
+    assert ok.align_not_converged == 0 and "align_not_converged" not in metrics
+    assert [e.align_not_converged for e in events] == [0, 0, 0]
+
+
+def test_data_without_visible_points_is_refused():
+    seq = _sequence(frames=20)
+    none = KeypointSequence(
+        points2d=seq.points2d, points3d=seq.points3d, visibility=np.zeros((20, 8), bool)
+    )
+    with pytest.raises(DataError, match="no point is visible") as info:
+        Trainer(_config(), none)
+    assert info.value.field == "visibility"
+    # One visible point per frame: every frame normalises to nothing (no extent to scale by).
+    vis = np.zeros((20, 8), bool)
+    vis[:, 3] = True
+    single = KeypointSequence(points2d=seq.points2d, points3d=seq.points3d, visibility=vis)
+    with pytest.raises(DataError, match="no frame has 2 or more distinct visible points"):
+        Trainer(_config(), single)
+    vis[5, :] = True  # one usable frame is not enough either
+    with pytest.raises(DataError, match="at least 2 frames with 2 or more distinct visible"):
+        Trainer(_config(), KeypointSequence(points2d=seq.points2d, visibility=vis))
+
+
+def test_frames_without_visible_points_are_left_out_of_training(monkeypatch):
+    import engine.prn.training as training
+
+    seq = _sequence(frames=24)
+    vis = np.ones((24, 8), bool)
+    empty = [2, 7, 8, 20]
+    vis[empty] = False
+    vis[11, 1:] = False  # a single visible point: no extent, nothing to learn from either
+    data = KeypointSequence(points2d=seq.points2d, points3d=seq.points3d, visibility=vis)
+    batches = []
+    real = training.Trainer._next_batch
+
+    def spy(self):
+        idx = real(self)
+        batches.append(idx)
+        return idx
+
+    monkeypatch.setattr(training.Trainer, "_next_batch", spy)
+    trainer = Trainer(_config(iterations=6, batch_size=None, group_size=None), data)
+    assert trainer.skipped_frames.tolist() == [2, 7, 8, 11, 20]
+    # Automatic sizes follow the frames that train: one group of the 19 usable frames.
+    assert (trainer.config.batch_size, trainer.config.group_size) == (19, 19)
+    trainer.run()
+    assert trainer.state == "finished"
+    seen = np.concatenate(batches)
+    assert not set(seen.tolist()) & {2, 7, 8, 11, 20}
+    assert set(seen.tolist()) == set(range(24)) - {2, 7, 8, 11, 20}
+    assert np.isfinite(trainer.history[-1]["total"])
+    # Evaluation and prediction still cover every frame of the data.
+    assert trainer.predict(data.points2d, data.visibility).shape == (24, 8, 3)
+    # Data where every frame is usable samples exactly as before (all frames, same order).
+    full = Trainer(_config(iterations=3), seq)
+    assert full.skipped_frames.size == 0

@@ -295,3 +295,49 @@ def test_reflections_gradient_of_the_nuclear_norm_matches_a_central_difference()
         minus = nuclear_norm(align(X - h * d, reflections=True, **TIGHT)[0]).sum()
     fd = (plus - minus) / (2 * h)
     torch.testing.assert_close((grad * d).sum(), fd, atol=1e-7, rtol=1e-6)
+
+
+def test_double_backward_raises_instead_of_a_silently_wrong_second_derivative() -> None:
+    """The implicit gradient is first order only: differentiating it again must fail loudly."""
+    X = shape_group(1, 4, 5, seed=24).requires_grad_()
+    W = torch.randn(X.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(25))
+    loss = (align(X, **TIGHT)[0] ** 2 * W).sum() + nuclear_norm(align(X, **TIGHT)[0]).sum()
+    (grad,) = torch.autograd.grad(loss, X, create_graph=True, retain_graph=True)
+    with pytest.raises(RuntimeError, match="first-order gradient only"):
+        torch.autograd.grad((grad**2).sum(), X)
+    # Also for a loss linear in the aligned frames (the incoming gradient is a constant, but
+    # the true second derivative is not zero), and through .backward().
+    (grad,) = torch.autograd.grad((align(X, **TIGHT)[0] * W).sum(), X, create_graph=True)
+    with pytest.raises(RuntimeError, match="first-order gradient only"):
+        torch.autograd.grad((grad**2).sum(), X)
+    (grad,) = torch.autograd.grad(loss, X, create_graph=True)
+    with pytest.raises(RuntimeError, match="first-order gradient only"):
+        ((grad**2).sum() + (X**2).sum()).backward()
+    # First-order use is unchanged (the gradient itself needs no graph).
+    (plain,) = torch.autograd.grad(
+        (align(X, **TIGHT)[0] ** 2 * W).sum() + nuclear_norm(align(X, **TIGHT)[0]).sum(), X
+    )
+    torch.testing.assert_close(grad.detach(), plain)
+
+
+def test_align_reports_convergence_on_request() -> None:
+    X = torch.cat([shape_group(1, 6, 7, seed=26), shape_group(1, 6, 7, seed=27, noise=1.0)])
+    Z, R = align(X)  # the default return is unchanged
+    Zi, Ri, info = align(X, return_info=True)
+    assert torch.equal(Z, Zi) and torch.equal(R, Ri)
+    assert info.converged.dtype == torch.bool and info.converged.shape == (2,)
+    assert bool(info.converged.all())
+    assert torch.equal(info.iterations, align_iterations(X))
+    assert info.not_converged == 0
+    # Too few sweeps: the groups report it (and the last iterate is still returned).
+    _, _, short = align(X, max_iter=2, tol=1e-15, return_info=True)
+    assert not bool(short.converged.any()) and short.not_converged == 2
+    assert short.iterations.tolist() == [2, 2]
+    # One sweep can never meet the tolerance (no previous mean to compare with).
+    _, _, one = align(X[0], max_iter=1, return_info=True)
+    assert one.converged.shape == () and not bool(one.converged)
+    assert int(one.iterations) == 1 and one.not_converged == 1
+    # Converging exactly on the last allowed sweep counts as converged.
+    used = int(info.iterations.max())
+    _, _, exact = align(X, max_iter=used, return_info=True)
+    assert bool(exact.converged.all())

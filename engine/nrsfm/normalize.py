@@ -8,6 +8,9 @@ back to the input's camera frame and units with :func:`denormalize_3d`.
 Degenerate frames (fewer than 2 visible points, or all visible points identical, so the norm is
 zero) fall back to scale 1: their normalised points are all 0, which the network sees as "no
 information", instead of an error that would stop a whole training run over one frame.
+:func:`informative_frames` says which frames are not degenerate; the PRN trainer leaves the
+others out of its batches and refuses data in which fewer than 2 frames are informative
+(:func:`check_trainable`), e.g. an all-False visibility.
 
 All functions take and return numpy float64 arrays.
 """
@@ -76,6 +79,14 @@ def normalize_2d(
         DataError: wrong shapes or non-finite visible points.
     """
     p, vis = checked_points2d(points2d, visibility)
+    center, centred, scale, degenerate = _frame_stats(p, vis)
+    scale = np.where(degenerate, 1.0, scale)
+    normed = np.where(degenerate[:, None, None], 0.0, centred / scale[:, None, None])
+    return normed, center, scale
+
+
+def _frame_stats(p: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Visible mean (F, 2), centred points (F, P, 2), raw scale (F,), degenerate (F,) bool."""
     w = vis[..., None].astype(np.float64)
     count = vis.sum(axis=1)
     center = (p * w).sum(axis=1) / np.maximum(count, 1)[:, None]
@@ -83,9 +94,70 @@ def normalize_2d(
     scale = np.sqrt((centred**2).sum(axis=(1, 2)))
     magnitude = np.abs(p).max(axis=(1, 2), initial=0.0)
     degenerate = (count < 2) | (scale <= _DEGENERATE_RTOL * np.maximum(magnitude, 1e-300))
-    scale = np.where(degenerate, 1.0, scale)
-    normed = np.where(degenerate[:, None, None], 0.0, centred / scale[:, None, None])
-    return normed, center, scale
+    return center, centred, scale, degenerate
+
+
+def informative_frames(points2d: np.ndarray, visibility: np.ndarray | None = None) -> np.ndarray:
+    """Which frames carry information after normalisation.
+
+    Args:
+        points2d: (F, P, 2) float, any units (missing points ignored).
+        visibility: (F, P) bool, False = missing, or None (all visible).
+
+    Returns:
+        (F,) bool: True where the frame has at least 2 visible points that are not all the same
+        point; False for the degenerate frames that :func:`normalize_2d` maps to all zeros.
+
+    Raises:
+        DataError: wrong shapes or non-finite visible points.
+    """
+    p, vis = checked_points2d(points2d, visibility)
+    return ~_frame_stats(p, vis)[3]
+
+
+def check_trainable(
+    points2d: np.ndarray, visibility: np.ndarray | None = None, *, path: str | None = None
+) -> np.ndarray:
+    """Refuse 2D data from which nothing can be learned; else return :func:`informative_frames`.
+
+    Args:
+        points2d: (F, P, 2) float, any units.
+        visibility: (F, P) bool or None.
+        path: the file the data came from, named in the error.
+
+    Returns:
+        (F,) bool, at least 2 entries True.
+
+    Raises:
+        DataError: (field ``visibility``) no point is visible at all (e.g. an all-False
+            visibility array), no frame has 2 distinct visible points, or only one frame has.
+    """
+    p, vis = checked_points2d(points2d, visibility)
+    frames = p.shape[0]
+    if not vis.any():
+        raise DataError(
+            f"no point is visible in any of the {frames} frames (visibility is all False): "
+            "nothing to train on",
+            path=path,
+            field="visibility",
+        )
+    informative = ~_frame_stats(p, vis)[3]
+    count = int(informative.sum())
+    if count == 0:
+        raise DataError(
+            f"no frame has 2 or more distinct visible points ({int(vis.sum())} visible points in "
+            f"{frames} frames): nothing to train on",
+            path=path,
+            field="visibility",
+        )
+    if count < 2:
+        raise DataError(
+            f"need at least 2 frames with 2 or more distinct visible points to train, got "
+            f"{count} of {frames}",
+            path=path,
+            field="visibility",
+        )
+    return informative
 
 
 def _check_frames(points3d: np.ndarray, center: np.ndarray, scale: np.ndarray, name: str) -> tuple:

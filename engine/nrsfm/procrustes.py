@@ -58,6 +58,8 @@ device of the input.
 
 from __future__ import annotations
 
+from typing import Literal, NamedTuple, overload
+
 import torch
 from torch import Tensor
 
@@ -65,6 +67,25 @@ from engine.core.errors import DataError
 
 _REG = 1e-12
 _REFINE_STEPS = 2
+
+
+class AlignInfo(NamedTuple):
+    """How the iteration of one :func:`align` call ended (``align(..., return_info=True)``).
+
+    Attributes:
+        iterations: Kabsch sweeps each group used, (G,) int64, or () for unbatched input.
+        converged: (G,) or () bool: the group met ``tol`` within ``max_iter`` sweeps. False
+            means :func:`align` returned the last iterate of an unfinished iteration, and the
+            implicit gradient (which assumes a converged alignment) is only approximate.
+    """
+
+    iterations: Tensor
+    converged: Tensor
+
+    @property
+    def not_converged(self) -> int:
+        """Number of groups that did not converge (one host sync)."""
+        return int((~self.converged).sum())
 
 
 def default_tol(dtype: torch.dtype) -> float:
@@ -139,12 +160,13 @@ def _rotate(Y: Tensor, R: Tensor) -> Tensor:
 
 def _gpa_rotations(
     Y: Tensor, tol: float, max_iter: int, reflections: bool = False
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """The official iteration on centred frames Y (G, n, P, 3), without autograd.
 
-    Returns the gauge-fixed rotations (G, n, 3, 3) and the number of iterations each group used
-    (G,) int64. A group that has converged is frozen while others continue, so a group's
-    result does not depend on what else is in the batch.
+    Returns the gauge-fixed rotations (G, n, 3, 3), the number of iterations each group used
+    (G,) int64 and whether it met ``tol`` (G,) bool (never after a single sweep: the first
+    sweep has no previous mean to compare with). A group that has converged is frozen while
+    others continue, so a group's result does not depend on what else is in the batch.
     """
     G, n = Y.shape[:2]
     eye = torch.eye(3, dtype=Y.dtype, device=Y.device)
@@ -167,7 +189,7 @@ def _gpa_rotations(
                 break
         mean_old = mean
         ref = mean
-    return _gauge_fix(R), iters
+    return _gauge_fix(R), iters, done
 
 
 def _diag_blocks(Z: Tensor) -> Tensor:
@@ -307,23 +329,84 @@ def align_vjp(Z: Tensor, R: Tensor, grad_Z: Tensor, method: str = "auto") -> Ten
     return gX.to(out_dtype)
 
 
+_FIRST_ORDER_ONLY = (
+    "align() has a first-order gradient only (PRN's implicit derivative, computed without "
+    "autograd): differentiating a gradient of it (double backward after create_graph=True) "
+    "is not supported"
+)
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Passes a computed gradient through; differentiating it again raises a RuntimeError.
+
+    What ``torch.autograd.function.once_differentiable`` does, except that the error node is
+    connected to the graph (through the incoming gradient and the saved aligned frames), so
+    a second ``torch.autograd.grad(..., X)`` reaches it and reports why instead of saying
+    that ``X`` was not used in the graph.
+    """
+
+    @staticmethod
+    def forward(ctx, grad_X: Tensor, *connected: Tensor) -> Tensor:  # type: ignore[override]
+        return grad_X.clone()
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor):  # type: ignore[override]
+        raise RuntimeError(_FIRST_ORDER_ONLY)
+
+
 class _AlignFunction(torch.autograd.Function):
+    """Forward: the iteration; backward: :func:`align_vjp`, once differentiable.
+
+    The VJP is computed from the saved, converged alignment in float64 without autograd (as
+    under ``once_differentiable``), so it has no second derivative: when the backward runs
+    with ``create_graph=True`` its result goes through :class:`_FirstOrderOnly`, and a double
+    backward raises a RuntimeError instead of returning a silently wrong second derivative.
+    """
+
     @staticmethod
     def forward(ctx, X: Tensor, tol: float, max_iter: int, method: str, reflections: bool):  # type: ignore[override]
         Y = X - X.mean(dim=2, keepdim=True)
-        R, _ = _gpa_rotations(Y, tol, max_iter, reflections)
+        R, iters, converged = _gpa_rotations(Y, tol, max_iter, reflections)
         Z = _rotate(Y, R)
         ctx.save_for_backward(Z, R)
         ctx.method = method
-        ctx.mark_non_differentiable(R)
-        return Z, R
+        ctx.mark_non_differentiable(R, iters, converged)
+        return Z, R, iters, converged
 
     @staticmethod
-    def backward(ctx, grad_Z: Tensor, grad_R: Tensor | None):  # type: ignore[override]
+    def backward(ctx, grad_Z: Tensor | None, *_unused: Tensor | None):  # type: ignore[override]
         Z, R = ctx.saved_tensors
         if grad_Z is None:
             return None, None, None, None, None
-        return align_vjp(Z, R, grad_Z, ctx.method), None, None, None, None
+        with torch.no_grad():
+            grad_X = align_vjp(Z, R, grad_Z, ctx.method)
+        if torch.is_grad_enabled():  # create_graph=True: make a second backward fail loudly
+            grad_X = _FirstOrderOnly.apply(grad_X, grad_Z, Z)
+        return grad_X, None, None, None, None
+
+
+@overload
+def align(
+    X: Tensor,
+    *,
+    tol: float | None = ...,
+    max_iter: int = ...,
+    backward_solver: str = ...,
+    reflections: bool = ...,
+    return_info: Literal[False] = ...,
+) -> tuple[Tensor, Tensor]: ...
+
+
+@overload
+def align(
+    X: Tensor,
+    *,
+    tol: float | None = ...,
+    max_iter: int = ...,
+    backward_solver: str = ...,
+    reflections: bool = ...,
+    return_info: Literal[True],
+) -> tuple[Tensor, Tensor, AlignInfo]: ...
 
 
 def align(
@@ -333,7 +416,8 @@ def align(
     max_iter: int = 100,
     backward_solver: str = "auto",
     reflections: bool = False,
-) -> tuple[Tensor, Tensor]:
+    return_info: bool = False,
+) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, AlignInfo]:
     """Generalised Procrustes alignment (translation and rotation, no scale) of groups of frames.
 
     Args:
@@ -343,8 +427,8 @@ def align(
             ``||m_new - m_old||_F / ||m_new||_F``, is at most ``tol``
             (default :func:`default_tol`: 1e-10 for float64, 1e-6 for float32).
         max_iter: at most this many Kabsch sweeps (the official code uses 100). A group that
-            has not met ``tol`` by then returns its last iterate without error
-            (:func:`align_iterations` reports the sweeps used).
+            has not met ``tol`` by then returns its last iterate without error; ask for
+            ``return_info`` to know (:func:`align_iterations` reports the sweeps used).
         backward_solver: ``"auto"``, ``"dense"`` or ``"woodbury"`` (see :func:`align_vjp`);
             only changes how the gradient is computed, not its value.
         reflections: allow each frame an orthogonal matrix with det -1 (a reflection) as well
@@ -353,6 +437,8 @@ def align(
             ``R_i = Q S`` (S fixed) the alignment is locally a rotation of ``X_i S``, and the
             optimality condition ``skew(Z_k^T W) = 0`` and the gauge ``R_1 = I`` are the same.
             Default False: proper rotations only.
+        return_info: also return an :class:`AlignInfo` (sweeps used and whether each group
+            converged) as a third element. Default False: the two-element return.
 
     Returns:
         X_aligned: same shape and dtype as ``X``: frame i centred then rotated,
@@ -363,6 +449,11 @@ def align(
         R: proper rotations (n_f, 3, 3) or (G, n_f, 3, 3), det +1 (det +-1 with
             ``reflections``). Returned DETACHED: no
             gradient flows through ``R``; differentiate through ``X_aligned``.
+        info: only with ``return_info``: :class:`AlignInfo` with (G,) or () tensors on the
+            device of ``X``.
+
+    The gradient is first order only: a double backward through ``X_aligned`` (a second
+    derivative of a gradient taken with ``create_graph=True``) raises a RuntimeError.
 
     Raises:
         DataError: wrong shape or dtype, or non-finite coordinates.
@@ -374,9 +465,14 @@ def align(
         tol = default_tol(X.dtype)
     batched = X.dim() == 4
     Xg = X if batched else X.unsqueeze(0)
-    Z, R = _AlignFunction.apply(Xg, float(tol), int(max_iter), backward_solver, bool(reflections))
+    Z, R, iters, converged = _AlignFunction.apply(
+        Xg, float(tol), int(max_iter), backward_solver, bool(reflections)
+    )
     if not batched:
         Z, R = Z.squeeze(0), R.squeeze(0)
+        iters, converged = iters.squeeze(0), converged.squeeze(0)
+    if return_info:
+        return Z, R, AlignInfo(iters, converged)
     return Z, R
 
 
@@ -387,7 +483,7 @@ def align_iterations(X: Tensor, *, tol: float | None = None, max_iter: int = 100
         tol = default_tol(X.dtype)
     Xg = X if X.dim() == 4 else X.unsqueeze(0)
     with torch.no_grad():
-        _, iters = _gpa_rotations(Xg - Xg.mean(dim=2, keepdim=True), float(tol), int(max_iter))
+        _, iters, _ = _gpa_rotations(Xg - Xg.mean(dim=2, keepdim=True), float(tol), int(max_iter))
     return iters if X.dim() == 4 else iters.squeeze(0)
 
 

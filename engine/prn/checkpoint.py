@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +156,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_file():
         raise CheckpointError("no such checkpoint file", path=path)
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about what it finds in foreign files (e.g. "Detected pickle protocol
+            # 4 in the checkpoint ...") before failing; the one-line error below says it all.
+            # Only warnings raised from torch's own modules are silenced, so a filter left
+            # behind by concurrent catch_warnings blocks (not thread-safe) stays harmless.
+            warnings.filterwarnings("ignore", module=r"torch(\.|$)")
+            raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file can make the unpickler fail in any way
         raise CheckpointError(
             f"not a readable PRN checkpoint: {_load_failure(path, exc)}", path=path

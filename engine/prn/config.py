@@ -89,7 +89,7 @@ from engine.core.errors import CheckpointError, InputError
 SEQUENCE_MAX_FRAMES = 2048
 #: Fields added after format version 1: a checkpoint without them gets their default, or the
 #: value in :data:`_OLD_BEHAVIOUR` where the default (automatic) would train differently.
-_ADDED_FIELDS = ("reflections", "logsum", "logsum_from", "logsum_eps")
+_ADDED_FIELDS = ("reflections", "logsum", "logsum_from", "logsum_eps", "align_max_iter")
 _OLD_BEHAVIOUR: dict[str, Any] = {"reflections": False, "logsum": False}
 
 
@@ -127,6 +127,10 @@ class TrainConfig:
             singular value of a group of identical unit-size frames; inputs are normalised to
             unit size): singular values below ``logsum_eps * sqrt(group_size)`` are penalised
             like the nuclear norm, larger ones ever less.
+        align_max_iter: at most this many sweeps of the Procrustes alignment in g (the
+            authors' 100). A group that has not converged by then still trains (on the last
+            iterate, with an approximate gradient); the trainer counts such groups
+            (``Trainer.align_not_converged``) and the CLI warns.
         eval_every: iterations between evaluations (metrics in the callback events).
         preview_frame: index of the training frame whose prediction events carry.
 
@@ -152,6 +156,7 @@ class TrainConfig:
     logsum: bool | None = None
     logsum_from: int = 1000
     logsum_eps: float = 0.003
+    align_max_iter: int = 100
     eval_every: int = 100
     preview_frame: int = 0
 
@@ -253,6 +258,11 @@ class TrainConfig:
         )
         need(is_int(self.logsum_from) and self.logsum_from >= 0, "logsum_from", "an integer >= 0")
         need(is_num(self.logsum_eps) and self.logsum_eps > 0, "logsum_eps", "a finite number > 0")
+        need(
+            is_int(self.align_max_iter) and self.align_max_iter >= 1,
+            "align_max_iter",
+            "an integer >= 1",
+        )
         need(is_int(self.eval_every) and self.eval_every >= 1, "eval_every", "an integer >= 1")
         need(
             is_int(self.preview_frame) and self.preview_frame >= 0,

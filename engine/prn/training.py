@@ -22,6 +22,19 @@ depth sign is flipped relative to the others is aligned onto them instead of bei
 the nuclear norm, which pushes mixed-sign groups towards flat depth; evaluation picks the depth
 sign per frame anyway).
 
+Data checks: frames that carry no information after normalisation (no visible point, a single
+one, or all visible points at one place; :func:`engine.nrsfm.normalize.informative_frames`) are
+left out of the training batches (:attr:`Trainer.skipped_frames`; automatic sizes follow the
+frames that train) but stay in the evaluation; data with fewer than 2 informative frames (e.g. an
+all-False visibility) is refused with a :class:`~engine.core.errors.DataError`.
+
+Convergence of the alignment: each step's alignment in g runs at most ``config.align_max_iter``
+sweeps. A group that has not converged by then still trains (on its last iterate; the implicit
+gradient assumes convergence, so it is approximate); the trainer counts such groups per step
+(:attr:`TrainEvent.align_not_converged`) and in total (:attr:`Trainer.align_not_converged`,
+saved in checkpoints and carried on by a resume), and reports the total as the metric
+``align_not_converged`` whenever it is above 0.
+
 Determinism and exact resume: weights are initialised from ``config.seed`` without touching the
 global torch RNG; the loop draws no torch randomness (no dropout), and batches come from the
 trainer's own ``numpy.random.Generator``. A checkpoint stores the optimiser, the lr scheduler and
@@ -32,6 +45,7 @@ count; on CUDA the same holds for the dense ops used here, which have determinis
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -49,7 +63,7 @@ from engine.core.errors import CheckpointError, DataError, InputError
 from engine.io.keypoints import KeypointSequence, load_dataset, with_missing
 from engine.nrsfm.losses import log_sum_penalty, nuclear_norm, reprojection_loss
 from engine.nrsfm.metrics import mpjpe, normalized_error
-from engine.nrsfm.normalize import normalize_2d
+from engine.nrsfm.normalize import check_trainable, normalize_2d
 from engine.nrsfm.procrustes import align
 from engine.prn.checkpoint import load_checkpoint, save_checkpoint
 from engine.prn.config import TrainConfig
@@ -81,7 +95,12 @@ class TrainEvent:
         preview: (P, 3) float32 normalised prediction of ``config.preview_frame``, or None on
             steps without a preview.
         metrics: on evaluation steps ``e3d`` and ``mpjpe`` (units of the ground truth) when
-            the data has 3D ground truth (empty dict otherwise); None on other steps.
+            the data has 3D ground truth (empty dict otherwise), and ``align_not_converged``
+            (the running total, see below) when it is above 0; None on other steps.
+        align_not_converged: alignment groups of this step's g that did not converge within
+            ``config.align_max_iter`` sweeps (0 normally).
+        align_not_converged_total: the same summed over every step of the training so far
+            (resumed runs included).
     """
 
     step: int
@@ -92,6 +111,8 @@ class TrainEvent:
     eta_s: float
     preview: np.ndarray | None = None
     metrics: dict[str, float] | None = None
+    align_not_converged: int = 0
+    align_not_converged_total: int = 0
 
 
 class Trainer:
@@ -109,11 +130,17 @@ class Trainer:
         state: ``'idle' | 'running' | 'paused' | 'stopped' | 'finished' | 'failed'``.
         step: optimiser steps done.
         history: one ``{'f', 'g', 'total'}`` dict per step done.
-        metrics: the latest evaluation metrics.
+        metrics: the latest evaluation metrics (plus ``align_not_converged`` when above 0).
         error: the reason of a ``'failed'`` state, else None.
+        align_not_converged: alignment groups that did not converge within
+            ``config.align_max_iter`` sweeps, summed over all steps done (0 normally).
+        skipped_frames: (K,) int64 indices of the frames left out of the training batches
+            because they carry no information (module docstring); usually empty.
 
     Raises:
-        InputError: invalid config, unusable device, or data unusable for training.
+        InputError: invalid config, unusable device, or data unusable for training
+            (:class:`~engine.core.errors.DataError`: fewer than 2 frames, or fewer than 2
+            frames with 2 distinct visible points, e.g. an all-False visibility).
     """
 
     def __init__(
@@ -138,14 +165,31 @@ class Trainer:
                 f"need at least 2 frames to train, got {sequence.num_frames}", field="points2d"
             )
         self.sequence = sequence
-        config = config.resolved(sequence.num_frames)
-        config.validate()
-        #: The run's settings with the automatic ones resolved for this data.
-        self.config = config
+        # missing_ratio and seed are never automatic: the points to remove can be chosen
+        # before the automatic sizes, which follow the frames that train.
         train_seq = sequence
         if config.missing_ratio > 0:
             train_seq = with_missing(sequence, config.missing_ratio, seed=config.seed)
+            if sequence.visibility is not None:
+                # with_missing gives points back in frames left with fewer than 2 visible; in
+                # frames that had fewer to begin with those points are missing in the data.
+                vis = train_seq.visibility & sequence.visibility
+                train_seq = dataclasses.replace(
+                    train_seq,
+                    points2d=np.where(vis[..., None], train_seq.points2d, 0.0),
+                    visibility=vis,
+                )
         self.train_sequence = train_seq
+        path = sequence.description.get("path")
+        informative = check_trainable(
+            train_seq.points2d, train_seq.visibility, path=None if path is None else str(path)
+        )
+        self._frames = np.flatnonzero(informative).astype(np.int64)
+        self.skipped_frames = np.flatnonzero(~informative).astype(np.int64)
+        config = config.resolved(len(self._frames))
+        config.validate()
+        #: The run's settings with the automatic ones resolved for this data.
+        self.config = config
         u, _, _ = normalize_2d(train_seq.points2d, train_seq.visibility)
         self._u = torch.as_tensor(np.asarray(u), dtype=torch.float32, device=self.device)
         self._vis = (
@@ -174,6 +218,8 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.metrics: dict[str, float] = {}
+        self.align_not_converged = 0
+        self._step_not_converged = 0
         self.state = "idle"
         self.error: str | None = None
         self.autosave_path = None if autosave_path is None else Path(autosave_path)
@@ -242,7 +288,7 @@ class Trainer:
                     self.history.append(losses)
                     metrics = None
                     if self.step % self.config.eval_every == 0 or self.step == target:
-                        metrics = self.metrics = self.evaluate()
+                        metrics = self.metrics = self._reported(self.evaluate())
                     preview = None
                     if metrics is not None or self.step % PREVIEW_EVERY == 0 or self.step == 1:
                         preview = self.preview()
@@ -261,6 +307,8 @@ class Trainer:
                     eta_s=run_time / done * (target - self.step),
                     preview=preview,
                     metrics=metrics,
+                    align_not_converged=self._step_not_converged,
+                    align_not_converged_total=self.align_not_converged,
                 )
                 for fn in list(self._callbacks):
                     fn(event)
@@ -275,17 +323,26 @@ class Trainer:
                 if not self.history or (
                     self.step % self.config.eval_every != 0 and self.step != target
                 ):
-                    self.metrics = self.evaluate()
+                    self.metrics = self._reported(self.evaluate())
                 if self.autosave_path is not None and self.autosave_every > 0:
                     self.save_checkpoint(self.autosave_path)
         return dict(self.metrics)
 
+    def _reported(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Evaluation metrics plus ``align_not_converged`` (the current total) when above 0."""
+        out = {k: v for k, v in metrics.items() if k != "align_not_converged"}
+        if self.align_not_converged > 0:
+            out["align_not_converged"] = float(self.align_not_converged)
+        return out
+
     def _next_batch(self) -> np.ndarray:
-        """Indices of the next batch: consecutive slices of per-epoch random permutations."""
+        """Indices of the next batch: consecutive slices of per-epoch random permutations of
+        the frames that train (all frames, in the same order, when none is skipped)."""
         n = self.config.batch_size
-        frames = self.sequence.num_frames
+        frames = self._frames
         while len(self._perm) - self._pos < n:
-            self._perm = np.concatenate([self._perm[self._pos :], self._rng.permutation(frames)])
+            epoch = frames[self._rng.permutation(len(frames))]
+            self._perm = np.concatenate([self._perm[self._pos :], epoch])
             self._pos = 0
         idx = self._perm[self._pos : self._pos + n]
         self._pos += n
@@ -305,7 +362,9 @@ class Trainer:
         f = reprojection_loss(x, u, vis)
         groups = cfg.batch_size // cfg.group_size
         grouped = x.reshape(groups, cfg.group_size, x.shape[1], 3)
-        aligned, _ = align(grouped, reflections=cfg.reflections)
+        aligned, _, info = align(
+            grouped, reflections=cfg.reflections, max_iter=cfg.align_max_iter, return_info=True
+        )
         if cfg.logsum and self.step >= cfg.logsum_from:
             g = log_sum_penalty(aligned, cfg.logsum_eps * math.sqrt(cfg.group_size)).sum()
         else:
@@ -317,7 +376,7 @@ class Trainer:
             if cfg.reflections:
                 # Found with proper rotations (a reflection-aligned group has none).
                 with torch.no_grad():
-                    proper, _ = align(grouped.detach())
+                    proper, _ = align(grouped.detach(), max_iter=cfg.align_max_iter)
             flipped = mirrored_frames(proper).reshape(-1)
             depth = x[..., 2] - x[..., 2].mean(dim=1, keepdim=True)
             mirror = (depth[flipped] ** 2).sum()
@@ -343,6 +402,8 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
+        self._step_not_converged = info.not_converged
+        self.align_not_converged += self._step_not_converged
         return {
             "f": float(f.detach()),
             "g": float(g.detach()),
@@ -420,6 +481,7 @@ class Trainer:
         with self._lock:
             extra = {
                 "requested_config": self.requested_config.to_dict(),
+                "align_not_converged": int(self.align_not_converged),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "sampler": {
@@ -433,7 +495,7 @@ class Trainer:
                 model_state=self.model.state_dict(),
                 config=self.config.to_dict(),
                 data_description=self.data_description(),
-                metrics=self.metrics,
+                metrics=self._reported(self.metrics),
                 extra=extra,
                 step=self.step,
                 history=list(self.history),
@@ -498,6 +560,17 @@ class Trainer:
         trainer.step = ckpt.step
         trainer.history = [dict(h) for h in ckpt.history]
         trainer.metrics = dict(ckpt.metrics)
+        count = ckpt.extra.get("align_not_converged", ckpt.metrics.get("align_not_converged", 0))
+        if (
+            not isinstance(count, int | float)
+            or isinstance(count, bool)
+            or not math.isfinite(count)
+            or count < 0
+        ):
+            raise CheckpointError(
+                f"expected a count >= 0, got {count!r}", path=path, field="align_not_converged"
+            )
+        trainer.align_not_converged = int(count)
         return trainer
 
 

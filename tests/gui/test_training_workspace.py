@@ -2,11 +2,15 @@
 
 Tiny settings throughout (synthetic set of a few hundred frames, hidden width 32, batch 32) so
 the whole file runs in well under a minute on two cores.
+
+How responsive the window stays while training (event-loop lateness) is a speed measurement,
+not a test: ``benchmarks/gui_responsiveness.py``. The tests check the behaviour: the run is on
+another thread and the event loop keeps serving timers and drawing updates while it trains.
 """
 
 from __future__ import annotations
 
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -72,27 +76,32 @@ def fill(ws, **values) -> None:
         ws.fields[name].setText(str(text))
 
 
-class LatencyProbe:
-    """A 10 ms QTimer recording how late each tick arrives: the event loop's responsiveness."""
+class EventLoopProbe:
+    """A 10 ms QTimer noting, at each tick the GUI thread serves, what the window shows.
 
-    def __init__(self, interval_ms: int = 10) -> None:
-        self.interval = interval_ms / 1000.0
-        self.late: list[float] = []
-        self._last = None
+    Timing-free: it records which training step the trainer had reached and how many points the
+    loss curves held whenever the event loop got to run, so a test can tell that the loop kept
+    running (and the window kept updating) while the run went on, whatever the machine's load.
+    """
+
+    def __init__(self, ws, interval_ms: int = 10) -> None:
+        self.ws = ws
+        self.ticks: list[tuple[str, int, int]] = []  # (trainer state, step, curve points)
         self.timer = QTimer()
-        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self._tick)
         self.timer.start(interval_ms)
 
     def _tick(self) -> None:
-        now = time.perf_counter()
-        if self._last is not None:
-            self.late.append(now - self._last - self.interval)
-        self._last = now
+        trainer = self.ws.session.trainer
+        if trainer is not None:
+            curve = self.ws.loss_curves.curve_points("total")
+            self.ticks.append((trainer.state, trainer.step, curve))
 
-    def stop(self) -> float:
+    def stop(self) -> None:
         self.timer.stop()
-        return max(self.late) if self.late else float("inf")
+
+    def while_running(self) -> list[tuple[str, int, int]]:
+        return [t for t in self.ticks if t[0] == "running"]
 
 
 def test_train_pause_resume_save_load(workspace, qtbot, tmp_path, errors):
@@ -103,10 +112,12 @@ def test_train_pause_resume_save_load(workspace, qtbot, tmp_path, errors):
     assert ws.points2d.shown_points == 17
 
     fill(ws, iterations=300)
-    probe = LatencyProbe()
+    probe = EventLoopProbe(ws)
     qtbot.mouseClick(ws.start_button, Qt.MouseButton.LeftButton)
     assert ws.session.state == "running", errors
     qtbot.waitUntil(lambda: ws.loss_curves.curve_points("total") >= 20, timeout=20_000)
+    step_threads: set[int] = set()  # the trainer is built on the run thread: hook it now
+    ws.session.trainer.add_callback(lambda event: step_threads.add(threading.get_ident()))
     assert ws.progress_bar.value() > 0
     assert "left" in ws.eta_label.text()
 
@@ -120,10 +131,17 @@ def test_train_pause_resume_save_load(workspace, qtbot, tmp_path, errors):
     qtbot.mouseClick(ws.resume_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: trainer.step > paused_at, timeout=10_000)
     qtbot.waitUntil(lambda: ws.session.state == "finished", timeout=60_000)
-    worst = probe.stop()
-    assert len(probe.late) > 20
-    assert worst < 0.100, f"event loop blocked for {1000 * worst:.0f} ms during training"
+    probe.stop()
     assert not errors
+    # The steps ran on a worker thread, never on the GUI thread...
+    assert step_threads and threading.main_thread().ident not in step_threads
+    # ...and meanwhile the GUI thread kept serving its event loop: timer ticks arrived at many
+    # different training steps, and the loss curves grew between them (the window redrew; the
+    # curves are redrawn at most every CURVES_INTERVAL_S, so a fast run sees few sizes).
+    running = probe.while_running()
+    assert len({step for _, step, _ in running}) >= 10, running[:5]
+    curve_sizes = [points for _, _, points in running]
+    assert len(set(curve_sizes)) >= 2 and curve_sizes == sorted(curve_sizes)
 
     # Every step reaches the curves, losses are positive and finite; the run learned something.
     steps, total = ws.loss_curves.data("total")

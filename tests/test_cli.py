@@ -218,3 +218,21 @@ def test_train_warns_when_alignments_do_not_converge(files):
     assert load_checkpoint(out).metrics["align_not_converged"] == 3
     # A run whose alignments converge prints no such warning.
     assert "warning" not in files["train"].stderr
+
+
+def test_mesh_info_reports_quality_and_refuses_bad_files(tmp_path, capsys):
+    from engine.geometry.primitives import icosphere
+    from engine.io.mesh import save_mesh
+    from main import main
+
+    v, f = icosphere(1)
+    path = tmp_path / "fin.obj"
+    save_mesh(path, np.vstack([v, [[2.0, 0.0, 0.0]]]), np.vstack([f, [[f[0, 0], f[0, 1], len(v)]]]))
+    assert main(["mesh", "info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "fin.obj" in out and "1 non-manifold edges" in out and "texture coordinates: none" in out
+    bad = tmp_path / "bad.ply"
+    bad.write_text("not a ply")
+    assert main(["mesh", "info", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "bad.ply" in err and len(err.splitlines()) == 1

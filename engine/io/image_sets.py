@@ -204,7 +204,9 @@ def load_image_set(
     masks resized as float). Keypoints, flow, cameras and ground truth follow the crop.
 
     Args:
-        path: the folder.
+        path: the folder, or a built-in synthetic category spec
+            (``synthetic:quadruped[?instances=N&size=PX&split=train|test&seed=S]``, see
+            :mod:`engine.synthetic.category`), generated once and read through this same loader.
         size: S, side of the cropped images in pixels.
         margin: extra context around the box, a fraction of its larger side, on each side.
         flow: ``"auto"`` (``flow/`` when present, else DIS flow when the set has sequences),
@@ -214,6 +216,10 @@ def load_image_set(
     Raises:
         ImageSetError: naming the file (and field) for any defect of the folder.
     """
+    if str(path).startswith("synthetic:"):
+        from engine.synthetic.category import synthetic_folder
+
+        path = synthetic_folder(str(path), progress=progress)
     root = Path(path)
     if not isinstance(size, int) or size < 1:
         raise ImageSetError(f"expected a positive integer size, got {size!r}", field="size")

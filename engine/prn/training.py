@@ -48,9 +48,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +57,7 @@ import torch
 
 from engine.core.device import resolve_device
 from engine.core.errors import CheckpointError, DataError, InputError
+from engine.core.loop import TrainingLoop
 from engine.io.keypoints import KeypointSequence, load_dataset, with_missing
 from engine.nrsfm.losses import log_sum_penalty, nuclear_norm, reprojection_loss
 from engine.nrsfm.metrics import mpjpe, normalized_error
@@ -115,7 +113,7 @@ class TrainEvent:
     align_not_converged_total: int = 0
 
 
-class Trainer:
+class Trainer(TrainingLoop):
     """Trains a :class:`PRNFCN` on one keypoint sequence.
 
     Args:
@@ -151,6 +149,7 @@ class Trainer:
         autosave_path: str | Path | None = None,
         autosave_every: int = 0,
     ) -> None:
+        super().__init__(autosave_path=autosave_path, autosave_every=autosave_every)
         config.validate()
         #: The settings as given (automatic fields None), stored in checkpoints for forms.
         self.requested_config = config
@@ -215,118 +214,40 @@ class Trainer:
         self._eval_idx = np.unique(
             np.linspace(0, sequence.num_frames - 1, eval_count).round().astype(np.int64)
         )
-        self.step = 0
-        self.history: list[dict[str, float]] = []
-        self.metrics: dict[str, float] = {}
         self.align_not_converged = 0
         self._step_not_converged = 0
-        self.state = "idle"
-        self.error: str | None = None
-        self.autosave_path = None if autosave_path is None else Path(autosave_path)
-        self.autosave_every = int(autosave_every)
-        self._callbacks: list[Callable[[TrainEvent], None]] = []
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
 
-    # ----------------------------------------------------------------- control (any thread)
-    def add_callback(self, fn: Callable[[TrainEvent], None]) -> None:
-        """Call ``fn(event)`` after every step (from the training thread)."""
-        self._callbacks.append(fn)
+    # ----------------------------------------------------------------- loop hooks
+    @property
+    def total_iterations(self) -> int:
+        return self.config.iterations
 
-    def pause(self) -> None:
-        """Hold the loop before its next step (thread-safe)."""
-        self._running.clear()
+    @property
+    def eval_every(self) -> int:
+        return self.config.eval_every
 
-    def resume(self) -> None:
-        """Continue a paused loop (thread-safe)."""
-        self._running.set()
+    def _learning_rate(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
 
-    def stop(self) -> None:
-        """End the loop after the current step (thread-safe); :meth:`run` then returns."""
-        self._stop.set()
-        self._running.set()
+    def _evaluate_metrics(self) -> dict[str, float]:
+        return self._reported(self.evaluate())
 
-    # ----------------------------------------------------------------- training
-    def run(self, until_step: int | None = None) -> dict[str, float]:
-        """Train until ``until_step`` (default ``config.iterations``) or :meth:`stop`.
-
-        Blocks. On a non-finite or diverging loss the run ends with ``state == 'failed'`` and a
-        message in :attr:`error`; the weights stay those of the last good step.
-
-        Returns:
-            The final evaluation metrics (``e3d``, ``mpjpe`` when ground truth exists).
-        """
-        target = self.config.iterations if until_step is None else int(until_step)
-        self._stop.clear()
-        self.error = None
-        self.state = "running"
-        start_step = self.step
-        elapsed = 0.0
-        tick = time.perf_counter()
-        try:
-            while self.step < target:
-                if self._stop.is_set():
-                    self.state = "stopped"
-                    break
-                if not self._running.is_set():
-                    elapsed += time.perf_counter() - tick
-                    self.state = "paused"
-                    self._running.wait()
-                    tick = time.perf_counter()
-                    if self._stop.is_set():
-                        self.state = "stopped"
-                        break
-                    self.state = "running"
-                with self._lock:
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    losses = self._train_step()
-                    if losses is None:
-                        self.state = "failed"
-                        break
-                    self.history.append(losses)
-                    metrics = None
-                    if self.step % self.config.eval_every == 0 or self.step == target:
-                        metrics = self.metrics = self._reported(self.evaluate())
-                    preview = None
-                    if metrics is not None or self.step % PREVIEW_EVERY == 0 or self.step == 1:
-                        preview = self.preview()
-                    if self.autosave_path is not None and self.autosave_every > 0:
-                        if self.step % self.autosave_every == 0:
-                            self.save_checkpoint(self.autosave_path)
-                now = time.perf_counter()
-                run_time = elapsed + now - tick
-                done = self.step - start_step
-                event = TrainEvent(
-                    step=self.step,
-                    total_steps=target,
-                    losses=losses,
-                    lr=lr,
-                    elapsed_s=run_time,
-                    eta_s=run_time / done * (target - self.step),
-                    preview=preview,
-                    metrics=metrics,
-                    align_not_converged=self._step_not_converged,
-                    align_not_converged_total=self.align_not_converged,
-                )
-                for fn in list(self._callbacks):
-                    fn(event)
-            else:
-                self.state = "finished"
-        except BaseException as exc:
-            self.state = "failed"
-            self.error = f"{type(exc).__name__}: {exc}"
-            raise
-        if self.state != "failed":
-            with self._lock:
-                if not self.history or (
-                    self.step % self.config.eval_every != 0 and self.step != target
-                ):
-                    self.metrics = self._reported(self.evaluate())
-                if self.autosave_path is not None and self.autosave_every > 0:
-                    self.save_checkpoint(self.autosave_path)
-        return dict(self.metrics)
+    def _event(self, *, target, losses, lr, elapsed_s, eta_s, metrics) -> TrainEvent:
+        preview = None
+        if metrics is not None or self.step % PREVIEW_EVERY == 0 or self.step == 1:
+            preview = self.preview()
+        return TrainEvent(
+            step=self.step,
+            total_steps=target,
+            losses=losses,
+            lr=lr,
+            elapsed_s=elapsed_s,
+            eta_s=eta_s,
+            preview=preview,
+            metrics=metrics,
+            align_not_converged=self._step_not_converged,
+            align_not_converged_total=self.align_not_converged,
+        )
 
     def _reported(self, metrics: dict[str, float]) -> dict[str, float]:
         """Evaluation metrics plus ``align_not_converged`` (the current total) when above 0."""

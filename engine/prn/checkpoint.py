@@ -1,18 +1,12 @@
 """PRN checkpoint files: one file with weights, config, data description, metrics and version.
 
-Written atomically (temporary file in the same folder, then ``os.replace``) so a crash or a
-stop never leaves a half-written checkpoint. Read with ``torch.load(weights_only=True)``: a
-checkpoint is untrusted input, so it may hold only tensors and plain Python containers.
-Everything that can be wrong with a file (missing, foreign, damaged, newer format, bad fields,
-non-finite weights) raises :class:`~engine.core.errors.CheckpointError` naming the file and field.
+The project's one checkpoint format (:mod:`engine.io.checkpoints`: atomic writes, safe
+``weights_only`` loading, one :class:`~engine.core.errors.CheckpointError` naming the file and
+field for anything wrong) with the PRN's fields.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import pickle
-import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +14,7 @@ from typing import Any
 import torch
 
 from engine.core.errors import CheckpointError, InputError
-from engine.io.files import atomic_writer
+from engine.io.checkpoints import finite_state, read_checkpoint, read_metrics, write_checkpoint
 from engine.prn.config import TrainConfig
 from engine.prn.model import PRNFCN
 
@@ -99,33 +93,31 @@ def save_checkpoint(
         OSError: the file cannot be written.
     """
     path = Path(path)
-    state = {k: v.detach().to("cpu").clone() for k, v in model_state.items()}
-    for k, v in state.items():
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
-            raise CheckpointError("refusing to save non-finite weights", path=path, field=k)
+    try:
+        state = finite_state(model_state, path, "model_state")
+    except CheckpointError:
+        raise CheckpointError("refusing to save non-finite weights", path=path) from None
     weight = state.get("input.0.weight")
     if weight is None:
         raise CheckpointError("model_state is not a PRNFCN state (no input.0.weight)", path=path)
-    payload = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": dict(config),
-        "data_description": dict(data_description),
-        "metrics": {k: float(v) for k, v in metrics.items()},
-        "step": int(step),
-        "num_points": int(weight.shape[1] // 2),
-        "model_state": state,
-        "history": list(history or []),
-        "extra": dict(extra or {}),
-    }
-    with atomic_writer(path) as fh:
-        torch.save(payload, fh)
+    write_checkpoint(
+        path,
+        FORMAT_NAME,
+        FORMAT_VERSION,
+        {
+            "config": dict(config),
+            "data_description": dict(data_description),
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "step": int(step),
+            "num_points": int(weight.shape[1] // 2),
+            "model_state": state,
+            "history": list(history or []),
+            "extra": dict(extra or {}),
+        },
+    )
 
 
 _REQUIRED = {
-    "format_version": int,
-    "created": str,
     "config": dict,
     "data_description": dict,
     "metrics": dict,
@@ -133,16 +125,6 @@ _REQUIRED = {
     "num_points": int,
     "model_state": dict,
 }
-
-
-def _load_failure(path: Path, exc: Exception) -> str:
-    """Why ``torch.load`` refused ``path``, in words (torch's own message is pages long)."""
-    if not zipfile.is_zipfile(path):
-        return "not a torch file (damaged, truncated, or another format)"
-    if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc):
-        # weights_only refuses arbitrary objects: a checkpoint is untrusted input.
-        return "it holds Python objects other than tensors and plain data (refused as unsafe)"
-    return "a damaged torch file"
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -153,60 +135,16 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             newer format version, or with a missing / wrong-typed / invalid field.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError("no such checkpoint file", path=path)
-    try:
-        with warnings.catch_warnings():
-            # torch warns about what it finds in foreign files (e.g. "Detected pickle protocol
-            # 4 in the checkpoint ...") before failing; the one-line error below says it all.
-            # Only warnings raised from torch's own modules are silenced, so a filter left
-            # behind by concurrent catch_warnings blocks (not thread-safe) stays harmless.
-            warnings.filterwarnings("ignore", module=r"torch(\.|$)")
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged file can make the unpickler fail in any way
-        raise CheckpointError(
-            f"not a readable PRN checkpoint: {_load_failure(path, exc)}", path=path
-        ) from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
-        raise CheckpointError(
-            f"not a PRN checkpoint of this project (expected format '{FORMAT_NAME}')", path=path
-        )
-    for key, kind in _REQUIRED.items():
-        if key not in raw:
-            raise CheckpointError("missing field", path=path, field=key)
-        if not isinstance(raw[key], kind) or isinstance(raw[key], bool):
-            raise CheckpointError(
-                f"expected {kind.__name__}, got {type(raw[key]).__name__}", path=path, field=key
-            )
+    raw = read_checkpoint(path, FORMAT_NAME, FORMAT_VERSION, _REQUIRED)
     version = raw["format_version"]
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"written by a newer version of this program (format {version}; this one reads up "
-            f"to {FORMAT_VERSION})",
-            path=path,
-            field="format_version",
-        )
-    if version < 1:
-        raise CheckpointError(
-            f"invalid format version {version}", path=path, field="format_version"
-        )
     try:
         config = TrainConfig.from_dict(raw["config"])
     except InputError as exc:
         raise CheckpointError(
             exc.problem, path=path, field=f"config.{exc.field or ''}".rstrip(".")
         ) from None
-    state = raw["model_state"]
-    for k, v in state.items():
-        if not isinstance(v, torch.Tensor):
-            raise CheckpointError("expected a tensor", path=path, field=f"model_state.{k}")
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
-            raise CheckpointError("non-finite weights", path=path, field=f"model_state.{k}")
-    metrics = {}
-    for k, v in raw["metrics"].items():
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise CheckpointError("expected a number", path=path, field=f"metrics.{k}")
-        metrics[str(k)] = float(v)
+    state = finite_state(raw["model_state"], path, "model_state")
+    metrics = read_metrics(raw, path)
     history = raw.get("history", [])
     extra = raw.get("extra", {})
     if not isinstance(history, list) or not isinstance(extra, dict):

@@ -100,3 +100,38 @@ def test_dependency_matrix_keeps_gradients():
     a = dependency_matrix(logits)
     (a * torch.arange(7.0, dtype=torch.float64)).sum().backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
+def test_gaussian_logits_pass_gradient_and_do_not_depend_on_units_or_mesh_size():
+    from engine.deform.deformer import LaplacianDeformer
+
+    v, f = icosphere(3)
+    t = torch.tensor(v)
+    authors = LaplacianDeformer(t, torch.tensor(f), num_handles=12, seed=0)
+    learned = LaplacianDeformer(t, torch.tensor(f), num_handles=12, seed=0, init="gaussian")
+    # The authors' rows are one-hot to machine precision; the Gaussian ones spread.
+    assert float(authors.A.detach().sort(1, descending=True).values[:, 1].max()) < 1e-20
+    second = learned.A.detach().sort(1, descending=True).values[:, 1]
+    assert float(second.min()) > 1e-3
+    offsets = torch.zeros(1, 12, 3, dtype=torch.float64)
+    offsets[0, 0, 2] = 0.2
+    for d in (authors, learned):
+        (d(offsets)[..., 2] ** 2).sum().backward()
+    assert float(authors.logits.grad.abs().max()) < 1e-30  # no usable gradient
+    assert float((learned.logits.grad.abs() > 1e-10).float().mean()) > 0.2
+    scaled = LaplacianDeformer(
+        100 * t, torch.tensor(f), handle_ids=learned.handle_ids, init="gaussian"
+    )
+    torch.testing.assert_close(scaled.A, learned.A, rtol=1e-9, atol=1e-12)
+    fine_v, fine_f = icosphere(4)
+    fine = LaplacianDeformer(
+        torch.tensor(fine_v), torch.tensor(fine_f), num_handles=12, seed=0, init="gaussian"
+    )
+
+    # Effective vertices per row grow with resolution, but the blend's geodesic radius does
+    # not: the share of the surface each handle moves stays about the same.
+    def share(d):
+        a = d.A.detach()
+        return float((1.0 / (a**2).sum(1)).mean()) / a.shape[1]
+
+    assert share(fine) == pytest.approx(share(learned), rel=0.25)

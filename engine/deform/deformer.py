@@ -9,7 +9,9 @@ from engine.deform.solve import LaplacianSystem, laplacian_solve
 from engine.geometry.handles import (
     dependency_matrix,
     farthest_point_handles,
+    gaussian_logits,
     geodesic_distances,
+    handle_spacing,
     init_logits,
 )
 from engine.geometry.laplacian import cotangent_laplacian
@@ -27,6 +29,13 @@ class LaplacianDeformer(nn.Module):
         num_handles: K, used when ``handle_ids`` is None (farthest-point sampling).
         handle_ids: optional (K,) long vertex ids of the handles.
         seed: seed of the farthest-point sampling.
+        init: ``"authors"``: logits ``-16 log(d + eps)`` (the released code; rows are
+            numerically one-hot, right for editing a fixed A); ``"gaussian"``: logits
+            ``-(d / w)^2 / 2`` with ``w = width * handle spacing``
+            (:func:`engine.geometry.handles.gaussian_logits`), the choice for learning A,
+            whose gradient reaches every vertex near a handle.
+        width: ``w`` as a fraction of the median distance between neighbouring handles
+            (``"gaussian"`` only).
 
     Buffers: ``template`` (N,3), ``faces`` (F,3), ``handle_ids`` (K,), and the non-persistent
     ``laplacian`` (sparse (N,N), rebuilt from the template). Parameter: ``logits`` (K,N)
@@ -40,6 +49,8 @@ class LaplacianDeformer(nn.Module):
         num_handles: int = 16,
         handle_ids: Tensor | None = None,
         seed: int = 0,
+        init: str = "authors",
+        width: float = 0.3,
     ) -> None:
         super().__init__()
         vertices = torch.as_tensor(vertices)
@@ -60,7 +71,13 @@ class LaplacianDeformer(nn.Module):
         self.register_buffer(
             "laplacian", cotangent_laplacian(self.template, self.faces), persistent=False
         )
-        self.logits = nn.Parameter(init_logits(dist).to(vertices.dtype))
+        if init == "authors":
+            logits = init_logits(dist)
+        elif init == "gaussian":
+            logits = gaussian_logits(dist, width * handle_spacing(dist, handle_ids))
+        else:
+            raise ValueError(f"init must be 'authors' or 'gaussian', got {init!r}")
+        self.logits = nn.Parameter(logits.to(vertices.dtype))
         self._system: LaplacianSystem | None = None
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, *args) -> None:

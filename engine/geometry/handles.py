@@ -146,6 +146,59 @@ def init_logits(distances: Tensor, eps: float = 1e-3) -> Tensor:
     return torch.where(finite, logits, floor.unsqueeze(-1).expand_as(logits))
 
 
+def handle_spacing(distances: Tensor, handle_ids: Tensor) -> float:
+    """Median geodesic distance from each handle to its nearest other handle (mesh units).
+
+    Args:
+        distances: (K,N) geodesic distances from each handle to every vertex.
+        handle_ids: (K,) the handles' vertex ids.
+
+    Returns:
+        The spacing, or the median finite distance of the rows when there is one handle.
+    """
+    d = torch.as_tensor(distances, dtype=torch.float64)
+    between = d[:, torch.as_tensor(handle_ids, device=d.device)].clone()
+    between.fill_diagonal_(torch.inf)
+    nearest = between.amin(dim=1)
+    nearest = nearest[torch.isfinite(nearest)]
+    if nearest.numel():
+        return float(nearest.median())
+    finite = d[torch.isfinite(d) & (d > 0)]
+    return float(finite.median()) if finite.numel() else 1.0
+
+
+def gaussian_logits(distances: Tensor, width: float) -> Tensor:
+    """Dependency logits ``-(d / width)^2 / 2``: each handle blends the vertices within about
+    ``width`` of it (a Gaussian of geodesic distance), the parameterisation learned from images.
+
+    Unlike :func:`init_logits` (``-16 log d``, whose rows are numerically one-hot, so that the
+    softmax passes no gradient to the other vertices' logits), every vertex near a handle has a
+    weight the gradient can change, and the logits depend on the mesh only through ``d / width``:
+    with ``width`` a fraction of :func:`handle_spacing`, the same for a mesh in millimetres or
+    metres, coarse or fine.
+
+    Args:
+        distances: (K,N) geodesic distances (mesh units), ``inf`` for unreachable vertices.
+        width: length scale in mesh units (> 0).
+
+    Returns:
+        (K,N) finite logits; unreachable vertices get the row's smallest finite logit minus
+        :data:`UNREACHABLE_GAP` (zero weight).
+    """
+    if not width > 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    d = torch.as_tensor(distances)
+    if not d.is_floating_point():
+        d = d.to(torch.float64)
+    if (d < 0).any() or torch.isnan(d).any():
+        raise ValueError("distances must be >= 0 and not NaN")
+    logits = -0.5 * (d / width) ** 2
+    finite = torch.isfinite(logits)
+    floor = torch.where(finite, logits, torch.full_like(logits, torch.inf)).amin(dim=-1)
+    floor = torch.where(torch.isfinite(floor), floor, torch.zeros_like(floor)) - UNREACHABLE_GAP
+    return torch.where(finite, logits, floor.unsqueeze(-1).expand_as(logits))
+
+
 def dependency_matrix(logits: Tensor) -> Tensor:
     """Right-stochastic handle dependency matrix ``A = softmax(logits)`` over vertices.
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from engine.category.template import category_template
 from engine.core.errors import DataError, InputError
 from engine.io.image_sets import load_image_set
 from engine.render.cameras import project
 from engine.synthetic.category import (
-    category_template,
     generate_category,
     make_synthetic,
     parse_spec,
@@ -86,7 +86,7 @@ def test_ground_truth_cameras_keypoints_and_visibility_agree(small_set):
 
 
 def test_flow_is_the_true_motion_of_visible_vertices(small_set):
-    template, d = small_set
+    _, d = small_set
     v2 = d["ground_truth"]["vertices2d"]
     errors = []
     for t in (0, 1, 3, 4):  # frames with a next frame in their video

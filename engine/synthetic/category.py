@@ -15,10 +15,6 @@ surface motion, ``cameras.npz`` and ``ground_truth.npz``. Beside them ``template
 ``template_keypoints.json`` name the template the set was made from, so ``category train`` on
 the folder needs no ``--template``.
 
-Template axes: the up axis is the signed coordinate axis at whose low end most limb tips lie
-(legs stand on the ground); the front axis is the longest remaining horizontal extent, signed
-towards the highest limb tip (the head). Both can be given explicitly.
-
     python main.py category make-synthetic --out DIR [--template MESH] [--instances N] [--size PX] [--seed S]
 """
 
@@ -28,22 +24,25 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import numpy as np
 import torch
 
+from engine.category.template import (
+    DEMO_TEMPLATE,
+    CategoryTemplate,
+    axis_vector,
+    category_template,
+)
 from engine.core.errors import DataError, ImageSetError, InputError
 from engine.core.progress import ProgressFn
 from engine.io.files import write_text_atomic
 from engine.io.image_sets import save_image_set
-from engine.io.mesh import Mesh, load_mesh, save_mesh
+from engine.io.mesh import load_mesh, save_mesh
 from engine.synthetic.skeleton import Skeleton, fit_skeleton, pose, random_motion
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_TEMPLATE = REPO_ROOT / "assets" / "demo_template.ply"
 #: Version of the generator: part of the cache key, so changing the generator regenerates.
 GENERATOR_VERSION = 1
 #: The test split's seeds are offset by this, so its videos share no motion or camera with
@@ -61,112 +60,6 @@ MOTION_STRIDE = 4
 BACKGROUND = 0.5
 
 
-@dataclass(frozen=True)
-class CategoryTemplate:
-    """A template with what the generator and the training need to know about it.
-
-    Attributes:
-        mesh: the template mesh (vertices (N,3), faces (F,3)).
-        keypoint_names: P names.
-        keypoint_vertices: (P,) int64 vertex ids of the keypoints.
-        up_axis, front_axis: signed axis names (``"z"``, ``"-x"``) of the template.
-    """
-
-    mesh: Mesh
-    keypoint_names: list[str]
-    keypoint_vertices: np.ndarray
-    up_axis: str
-    front_axis: str
-
-
-def category_template(
-    path: str | Path | None = None,
-    keypoints: str | Path | None = None,
-    *,
-    up_axis: str | None = None,
-    front_axis: str | None = None,
-    skeleton: Skeleton | None = None,
-) -> CategoryTemplate:
-    """Load a template and its keypoints, and find its up and front axes.
-
-    Keypoints come from ``keypoints`` (a JSON ``{name: vertex index}``), else from a
-    ``STEM_keypoints.json`` beside the mesh, else from the fitted skeleton: each limb tip and the
-    surface vertex nearest each joint.
-    """
-    from engine.io.image_sets import load_template_keypoints
-
-    path = Path(path) if path is not None else DEMO_TEMPLATE
-    mesh = load_mesh(path)
-    sk = skeleton if skeleton is not None else fit_skeleton(mesh.vertices, mesh.faces)
-    sidecar = path.with_name(f"{path.stem}_keypoints.json")
-    if keypoints is None and sidecar.is_file():
-        keypoints = sidecar
-    if keypoints is not None:
-        names, ids = load_template_keypoints(keypoints, mesh.num_vertices)
-    else:
-        names, ids = _skeleton_keypoints(mesh, sk)
-    up = up_axis or _guess_up(mesh.vertices, sk)
-    front = front_axis or _guess_front(mesh.vertices, sk, up)
-    return CategoryTemplate(mesh, list(names), np.asarray(ids, dtype=np.int64), up, front)
-
-
-def _axis(name: str) -> np.ndarray:
-    sign = -1.0 if name.startswith("-") else 1.0
-    out = np.zeros(3)
-    out["xyz".index(name.lstrip("+-"))] = sign
-    return out
-
-
-def _guess_up(vertices: np.ndarray, sk: Skeleton) -> str:
-    if sk.num_chains == 0:
-        return "z"
-    lo, hi = vertices.min(0), vertices.max(0)
-    extent = np.maximum(hi - lo, 1e-12)
-    best, best_score = "z", -1.0
-    for axis in range(3):
-        for sign, name in ((1.0, "xyz"[axis]), (-1.0, "-" + "xyz"[axis])):
-            # "Up" along +axis means the tips rest near the axis's low end.
-            height = (sk.tip_points[:, axis] - lo[axis]) / extent[axis]
-            if sign < 0:
-                height = 1.0 - height
-            score = float((height < 0.15).sum()) + 1e-3 * axis  # ties: prefer z, then y
-            if score > best_score:
-                best, best_score = name, score
-    return best
-
-
-def _guess_front(vertices: np.ndarray, sk: Skeleton, up: str) -> str:
-    up_index = "xyz".index(up.lstrip("+-"))
-    others = [a for a in range(3) if a != up_index]
-    extent = np.ptp(vertices, axis=0)
-    axis = max(others, key=lambda a: extent[a])
-    if sk.num_chains == 0:
-        return "xyz"[axis]
-    head = sk.tip_points[np.argmax(sk.tip_points @ _axis(up))]
-    centre = 0.5 * (vertices.min(0) + vertices.max(0))
-    return "xyz"[axis] if head[axis] >= centre[axis] else "-" + "xyz"[axis]
-
-
-def _skeleton_keypoints(mesh: Mesh, sk: Skeleton) -> tuple[list[str], np.ndarray]:
-    names, ids = [], []
-    for c, tip in enumerate(sk.tips):
-        names.append(f"limb{c}_tip")
-        ids.append(int(tip))
-    for j in range(1, sk.num_joints):
-        names.append(f"limb{int(sk.chains[j])}_joint{(j - 1) % _joints_per_chain(sk)}")
-        ids.append(int(np.argmin(np.linalg.norm(mesh.vertices - sk.joints[j], axis=1))))
-    if not ids:  # no limbs (a sphere): the extreme vertices along the axes
-        for axis in range(3):
-            for name, fn in (("min", np.argmin), ("max", np.argmax)):
-                names.append(f"{'xyz'[axis]}_{name}")
-                ids.append(int(fn(mesh.vertices[:, axis])))
-    return names, np.asarray(ids, dtype=np.int64)
-
-
-def _joints_per_chain(sk: Skeleton) -> int:
-    return max((sk.num_joints - 1) // max(sk.num_chains, 1), 1)
-
-
 # ------------------------------------------------------------------------------- generation
 
 
@@ -175,9 +68,9 @@ def _surface_colours(vertices: np.ndarray, up: str, front: str) -> np.ndarray:
     to the template so they move with the surface."""
     lo, hi = vertices.min(0), vertices.max(0)
     u = (vertices - lo) / np.maximum(hi - lo, 1e-12)
-    along = u @ np.abs(_axis(front))
-    height = u @ np.abs(_axis(up))
-    side = u @ np.abs(np.cross(_axis(up), _axis(front)))
+    along = u @ np.abs(axis_vector(front))
+    height = u @ np.abs(axis_vector(up))
+    side = u @ np.abs(np.cross(axis_vector(up), axis_vector(front)))
     hue = (0.08 + 0.5 * along + 0.15 * np.sin(2 * np.pi * 3 * height)) % 1.0
     spots = 0.5 + 0.5 * np.sin(2 * np.pi * 5 * along) * np.sin(2 * np.pi * 4 * side + 1.0)
     value = 0.55 + 0.45 * spots

@@ -237,3 +237,38 @@ def load_mesh_set(paths: Sequence[str | Path]) -> Tensor:
 
 def _template(basis: Any) -> Tensor:
     return torch.as_tensor(np.asarray(basis.template, dtype=np.float64))
+
+
+def category_deformations(
+    checkpoint: str | Path,
+    *,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> tuple[Tensor, np.ndarray]:
+    """The learned deformations of a category checkpoint's training instances (seed 001,
+    section 4): each instance's database offsets pushed through the learned deformer.
+
+    Returns:
+        shapes (I, N, 3) float64 CPU tensor in template units, and the template's faces (F, 3).
+
+    Raises:
+        CheckpointError: not a readable category checkpoint.
+        DataError: fewer than 2 instances.
+    """
+    from engine.category.checkpoint import load_category_run
+
+    run = load_category_run(checkpoint, device="cpu")
+    count = int(run.deform_db.shape[0])
+    if count < 2:
+        raise DataError(f"need at least 2 instances for PCA, the checkpoint has {count}")
+    scale = float(run.model.template_scale)
+    shapes = []
+    with torch.no_grad():
+        for start in range(0, count, 32):
+            if cancel is not None and cancel():
+                raise Cancelled()
+            offsets = run.deform_db[start : start + 32].double() * scale
+            shapes.append(run.model.deformer(offsets))
+            if progress is not None:
+                progress(min(start + 32, count) / count, "deforming the learned instances")
+    return torch.cat(shapes).double(), np.asarray(run.template.mesh.faces, dtype=np.int64)

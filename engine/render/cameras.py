@@ -384,6 +384,17 @@ def crop_resize_cameras(
     )
 
 
+def uncrop_resize_cameras(
+    cameras: torch.Tensor, boxes: torch.Tensor, out_size: float
+) -> torch.Tensor:
+    """Inverse of :func:`crop_resize_cameras`: cameras of the source image from cameras of the
+    crop ``boxes (B, 3)`` resized to ``out_size``."""
+    scale, translation, quaternion = split_cameras(cameras)
+    corner, side = _box_columns(boxes)
+    factor = side / out_size
+    return torch.cat((scale[..., None] * factor, translation * factor + corner, quaternion), dim=-1)
+
+
 def normalize_cameras(cameras: torch.Tensor, image_size: float) -> torch.Tensor:
     """Pixel cameras ``(B, 7)`` -> normalised units for networks that predict cameras.
 

@@ -44,7 +44,7 @@ from engine.io.mesh import load_mesh, save_mesh
 from engine.synthetic.skeleton import Skeleton, fit_skeleton, pose, random_motion
 
 #: Version of the generator: part of the cache key, so changing the generator regenerates.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 #: The test split's seeds are offset by this, so its videos share no motion or camera with
 #: any training split's.
 TEST_SEED_OFFSET = 1_000_003
@@ -112,6 +112,7 @@ def generate_category(
     seed: int = 0,
     frames_per_video: int = DEFAULT_FRAMES_PER_VIDEO,
     skeleton: Skeleton | None = None,
+    name_prefix: str = "",
     progress: ProgressFn | None = None,
 ) -> dict:
     """Render ``instances`` images of posed copies of the template (see the module docstring).
@@ -122,6 +123,7 @@ def generate_category(
             shorter).
         size: image side in pixels (square images).
         seed: all randomness (poses, cameras) follows from it.
+        name_prefix: put before every image and video name (splits get distinct names).
 
     Returns:
         The arguments of :func:`engine.io.image_sets.save_image_set`: ``names``, ``masks``
@@ -204,8 +206,8 @@ def generate_category(
         # Frame t's flow carries its visible surface to frame t+1; the last frame's is zero.
         following = torch.cat([screen[1:], screen[-1:]])
         flow = render_flow(frags, screen, following, faces)[0].numpy().astype(np.float32)
-        names = [f"v{video:04d}_f{t:02d}" for t in range(length)]
-        sequences[f"v{video:04d}"] = names
+        names = [f"{name_prefix}v{video:04d}_f{t:02d}" for t in range(length)]
+        sequences[f"{name_prefix}v{video:04d}"] = names
         out["names"] += names
         out["masks"].append(mask)
         out["images"].append(image)
@@ -247,6 +249,7 @@ def make_synthetic(
     instances: int = DEFAULT_INSTANCES["train"],
     size: int = DEFAULT_SOURCE_SIZE,
     seed: int = 0,
+    name_prefix: str = "",
     overwrite: bool = False,
     progress: ProgressFn | None = None,
 ) -> Path:
@@ -265,7 +268,9 @@ def make_synthetic(
             "exists and is not an empty folder: choose a new or empty folder", path=out
         )
     tmpl = category_template(template, template_keypoints)
-    data = generate_category(tmpl, instances=instances, size=size, seed=seed, progress=progress)
+    data = generate_category(
+        tmpl, instances=instances, size=size, seed=seed, name_prefix=name_prefix, progress=progress
+    )
     folder = save_image_set(out, **data, overwrite=overwrite)
     save_mesh(folder / TEMPLATE_FILE, tmpl.mesh.vertices, tmpl.mesh.faces)
     keypoints = dict(zip(tmpl.keypoint_names, (int(i) for i in tmpl.keypoint_vertices)))
@@ -339,6 +344,7 @@ def synthetic_folder(spec: str, progress: ProgressFn | None = None) -> Path:
         instances=options["instances"],
         size=options["size"],
         seed=seed,
+        name_prefix="test_" if options["split"] == "test" else "",
         overwrite=True,
         progress=progress,
     )

@@ -1,0 +1,242 @@
+"""Category training on a tiny synthetic set: the databases and the dependency matrix move, the
+multiplex narrows, checkpoints round-trip and resume exactly, failures keep the last good state,
+and the command line drives it all."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engine.category.checkpoint import load_category_run
+from engine.category.config import CategoryConfig
+from engine.category.evaluate import evaluate_model
+from engine.category.training import CategoryTrainer, resume_trainer
+from engine.core.errors import CheckpointError, InputError
+from engine.io.image_sets import load_image_set
+
+SPEC = "synthetic:quadruped?instances=8&size=48"
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**changes) -> CategoryConfig:
+    base = dict(
+        data=SPEC,
+        size=32,
+        iterations=6,
+        warmup_epochs=1,
+        batch_size=4,
+        hypotheses=4,
+        encoder_width=4,
+        handles=6,
+        eval_every=1000,
+        render_faces=400,
+    )
+    base.update(changes)
+    return CategoryConfig(**base)
+
+
+def test_databases_and_dependency_matrix_move_and_the_multiplex_narrows():
+    trainer = CategoryTrainer(tiny())
+    assert trainer.num_hypotheses == 4 and trainer.warmup_steps == 2
+    before = trainer.camera_db.detach().clone()
+    events = []
+    trainer.add_callback(events.append)
+    trainer.run()
+    assert trainer.state == "finished" and trainer.step == 8
+    assert trainer.num_hypotheses == 2  # halved at 20 % of the main steps, floor 2
+    assert any("warm-up end" in e.marks for e in events)
+    assert any("2 hypotheses" in e.marks for e in events)
+    assert float(trainer.deform_db.detach().abs().max()) > 0
+    assert float((trainer.model.deformer.logits.detach() - trainer.initial_logits).abs().max()) > 0
+    assert not torch.equal(trainer.camera_db.detach()[:, :1], before[:, :1])
+    probs = trainer.probabilities
+    torch.testing.assert_close(probs.sum(1), torch.ones(len(probs)))
+    assert float(probs.max()) > 0.5  # no longer uniform
+    assert {"mask", "boundary", "texture", "motion", "edge", "pull_camera"} <= set(
+        events[-1].losses
+    )
+
+
+def test_learned_dependency_fits_better_than_frozen():
+    # The databases alone against the databases plus A: A adds freedom, so the fit (mask L1 of
+    # the database shapes under their cameras) must end lower with it than without.
+    common = dict(
+        iterations=25,
+        warmup_epochs=0,
+        hypotheses=1,
+        w_pull_camera=0.0,
+        w_pull_deform=0.0,
+        mirror=False,
+        use_motion=False,
+        use_texture=False,
+        lr_database=5e-2,
+        w_edge=1.0,
+    )
+    learned = CategoryTrainer(tiny(**common, lr_dependency=5e-2))
+    frozen = CategoryTrainer(tiny(**common, lr_dependency=0.0))
+    for t in (learned, frozen):
+        t.run()
+    tail = lambda t: np.mean([h["mask"] for h in t.history[-5:]])  # noqa: E731
+    assert tail(learned) < tail(frozen)
+    assert frozen.model.deformer.logits.grad is None
+    torch.testing.assert_close(frozen.model.deformer.logits, frozen.initial_logits)
+
+
+def test_checkpoint_round_trip_and_exact_resume(tmp_path):
+    straight = CategoryTrainer(tiny())
+    straight.run()
+    first = CategoryTrainer(tiny())
+    first.run(until_step=5)
+    path = tmp_path / "run.pt"
+    first.save_checkpoint(path)
+    resumed = resume_trainer(path)
+    assert resumed.step == 5 and resumed.num_hypotheses == first.num_hypotheses
+    resumed.run()
+    got = [h["total"] for h in resumed.history]
+    want = [h["total"] for h in straight.history]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    run = load_category_run(path)
+    assert run.database_names == straight.database_names
+    images = load_image_set(SPEC, size=32)
+    rows = evaluate_model(run, images)
+    assert set(rows) == {"predicted", "template", "fit"}
+    assert rows["fit"]["iou_mean"] is not None and 0 <= rows["predicted"]["iou_mean"] <= 1
+    assert rows["predicted"]["vertex_error"] is not None
+
+
+def test_a_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from engine.category import losses
+
+    path = tmp_path / "auto.pt"
+    trainer = CategoryTrainer(tiny(), autosave_path=path, autosave_every=2)
+    trainer.run(until_step=4)
+    good = path.read_bytes()
+    monkeypatch.setattr(
+        losses, "offset_loss", lambda offsets, scale: torch.full(offsets.shape[:1], float("nan"))
+    )
+    trainer.run()
+    assert trainer.state == "failed" and "diverged" in trainer.error
+    assert path.read_bytes() == good
+    assert load_category_run(path).step == 4
+
+
+def test_bad_settings_and_mismatched_keypoints():
+    with pytest.raises(InputError, match="size"):
+        tiny(size=8).validate()
+    with pytest.raises(InputError, match="prune_at"):
+        tiny(prune_at=(0.8, 0.2)).validate()
+    from engine.category.template import category_template
+
+    other = category_template(keypoints=None)
+    other = type(other)(other.mesh, other.keypoint_names[:3], other.keypoint_vertices[:3], "z", "x")
+    with pytest.raises(InputError, match="keypoint"):
+        CategoryTrainer(tiny(), template=other)
+
+
+def test_command_line_train_evaluate_reconstruct(tmp_path, capsys):
+    from main import main
+
+    out = tmp_path / "run.pt"
+    args = [
+        "category",
+        "train",
+        "--data",
+        SPEC,
+        "--size",
+        "32",
+        "--iterations",
+        "3",
+        "--handles",
+        "6",
+        "--hypotheses",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    assert out.is_file() and "saved" in capsys.readouterr().out
+    report = tmp_path / "eval.json"
+    assert (
+        main(
+            [
+                "category",
+                "evaluate",
+                "--checkpoint",
+                str(out),
+                "--data",
+                SPEC,
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "predicted" in table and "template" in table and "fit" in table
+    doc = json.loads(report.read_text())
+    assert set(doc["methods"]) == {"predicted", "template", "fit"}
+    assert set(doc["methods"]["predicted"]) == {
+        "iou_mean",
+        "iou_median",
+        "pck",
+        "vertex_error",
+        "camera_error_deg",
+    }
+    rec = tmp_path / "rec.npz"
+    assert (
+        main(
+            ["category", "reconstruct", "--checkpoint", str(out), "--data", SPEC, "--out", str(rec)]
+        )
+        == 0
+    )
+    with np.load(rec) as z:
+        assert z["vertices"].shape[0] == 8 and z["cameras"].shape == (8, 7)
+        assert z["faces"].shape[1] == 3 and len(z["names"]) == 8
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["category", "evaluate", "--checkpoint", str(bad), "--data", SPEC]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "bad.pt" in err and len(err.strip().splitlines()) == 1
+    assert (
+        main(
+            [
+                "category",
+                "train",
+                "--data",
+                str(tmp_path / "missing"),
+                "--out",
+                str(tmp_path / "x.pt"),
+            ]
+        )
+        == 2
+    )
+    assert "missing" in capsys.readouterr().err
+
+
+def test_a_prn_checkpoint_is_named_as_such(tmp_path):
+    from engine.prn.config import TrainConfig
+    from engine.prn.training import Trainer
+
+    prn = tmp_path / "prn.pt"
+    trainer = Trainer(TrainConfig(data="synthetic:human?frames=64", iterations=1, hidden=8))
+    trainer.run()
+    trainer.save_checkpoint(prn)
+    with pytest.raises(CheckpointError, match="PRN checkpoint"):
+        load_category_run(prn)

@@ -10,58 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from engine.analysis.pca import PCAResult
-
-DEMO_TEMPLATE = Path(__file__).resolve().parents[2] / "assets" / "demo_template.ply"
-SourceKind = Literal["demo", "checkpoint", "handles", "meshes"]
+from engine.analysis.shape_sources import DemoDeformations, ShapeSource
 
 
 @dataclass(frozen=True)
-class ShapeSetSource:
-    """Which shapes to analyse.
+class PCARequest:
+    """What to compute: a shape source (:mod:`engine.analysis.shape_sources`), how many modes,
+    and whether to remove rotation and translation (Procrustes) first, so that neither shows
+    up as a mode (sources whose shapes are already aligned are left as they are)."""
 
-    Attributes:
-        kind: ``"demo"`` (random handle offsets on the demo template pushed through its
-            Laplacian editing basis), ``"checkpoint"`` (PRN reconstructions of a data set),
-            ``"handles"`` (saved handle-set JSON files of one mesh) or ``"meshes"`` (mesh files
-            with the same connectivity).
-        paths: checkpoint: ``(checkpoint,)``; handles: the JSON files; meshes: the mesh files.
-        data: checkpoint only: data spec or file (None: the data the checkpoint was trained on).
-        mesh: handles only: the mesh the handle sets belong to (None: the demo template).
-        num_samples, scale, num_handles, seed: demo only (scale is relative to the template's
-            bounding-box diagonal).
-        num_modes: modes to keep.
-        align: remove translation and rotation (Procrustes) from meshes before PCA, so neither
-            shows up as a mode (PRN reconstructions are always aligned).
-    """
-
-    kind: SourceKind = "demo"
-    paths: tuple[str, ...] = ()
-    data: str | None = None
-    mesh: str | None = None
-    num_samples: int = 400
-    scale: float = 0.07
-    num_handles: int = 16
-    seed: int = 0
+    source: ShapeSource = field(default_factory=DemoDeformations)
     num_modes: int = 10
     align: bool = True
 
     def describe(self) -> str:
         """One line naming the source, for titles and the status bar."""
-        if self.kind == "demo":
-            return f"demo: {self.num_samples} deformations, {self.num_handles} handles"
-        if self.kind == "checkpoint":
-            data = self.data or "its training data"
-            return f"PRN {Path(self.paths[0]).name} on {data}"
-        if self.kind == "handles":
-            return f"{len(self.paths)} handle sets"
-        return f"{len(self.paths)} meshes"
+        return self.source.describe()
 
 
 @dataclass
@@ -82,17 +51,14 @@ class ModesData:
 
 
 def compute_modes(
-    source: ShapeSetSource, progress: Callable[[float, str], None], cancelled: Callable[[], bool]
+    request: PCARequest, progress: Callable[[float, str], None], cancelled: Callable[[], bool]
 ) -> ModesData:
-    """Build the shape set of ``source`` and run PCA on it (a Worker job; no Qt inside).
+    """Build the request's shape set and run PCA on it (a Worker job; no Qt inside).
 
     Progress is reported in [0, 1]; the shape set takes the first half, PCA the rest.
     """
-    import torch
-
     from engine.analysis import pca, sources
     from engine.core.progress import Cancelled
-    from engine.io.handle_sets import load_handle_sets
 
     def part(lo: float, hi: float) -> Callable[[float, str], None]:
         def report(fraction: float, message: str) -> None:
@@ -102,68 +68,20 @@ def compute_modes(
 
         return report
 
-    faces = edges = None
     shapes_progress = part(0.0, 0.5)
-    if source.kind in ("demo", "handles"):
-        from engine.deform.editing import build_editing_basis
-        from engine.io.mesh import load_mesh
-
-        mesh = load_mesh(source.mesh or DEMO_TEMPLATE)
-        faces = mesh.faces
-        if source.kind == "demo":
-            basis = build_editing_basis(
-                mesh.vertices, mesh.faces, num_handles=source.num_handles, cancel=cancelled
-            )
-            shapes_progress(0.6, "sampling deformations")
-            shapes = sources.sample_deformed_meshes(
-                basis, source.num_samples, source.scale, source.seed
-            )
-        else:
-            from engine.core.errors import InputError
-            from engine.io.mesh import mesh_hash
-
-            sets = load_handle_sets(source.paths)
-            if sets.mesh_hash != mesh_hash(mesh.vertices, mesh.faces):
-                raise InputError(
-                    f"the handle sets were saved for another mesh ({sets.num_vertices} vertices) "
-                    "than the chosen one: choose the mesh they were saved for",
-                    path=source.paths[0],
-                    field="mesh_hash",
-                )
-            basis = build_editing_basis(
-                mesh.vertices,
-                mesh.faces,
-                handle_ids=torch.as_tensor(sets.handle_ids),
-                cancel=cancelled,
-            )
-            shapes = sources.deform_offsets(basis, sets.offsets)
-    elif source.kind == "meshes":
-        from engine.io.mesh import load_mesh
-
-        shapes = sources.load_mesh_set(source.paths)
-        faces = load_mesh(source.paths[0]).faces
-    elif source.kind == "checkpoint":
-        from engine.io.keypoints import load_dataset, skeleton_edges
-        from engine.prn.checkpoint import load_checkpoint
-
-        checkpoint = load_checkpoint(source.paths[0])
-        sequence = load_dataset(source.data or checkpoint.config.data)
-        edges = skeleton_edges(sequence)
-        shapes = sources.reconstructions_for_pca(
-            source.paths[0], sequence, progress=shapes_progress, cancel=cancelled
-        )
-    else:
-        raise ValueError(f"unknown shape source {source.kind!r}")
-    if source.align and source.kind != "checkpoint":
+    shape_set = request.source.shapes(progress=shapes_progress, cancel=cancelled)
+    shapes = shape_set.shapes
+    if request.align and not shape_set.aligned:
         shapes_progress(0.8, "Procrustes alignment")
         shapes = sources.align_shapes(shapes)
     shapes_progress(1.0, f"{len(shapes)} shapes ready")
-    result = pca(shapes, source.num_modes, progress=part(0.5, 1.0), cancel=cancelled)
+    result = pca(shapes, request.num_modes, progress=part(0.5, 1.0), cancel=cancelled)
+    faces, edges = shape_set.faces, shape_set.edges
     return ModesData(
         result=result.to("cpu"),
         faces=None if faces is None else np.asarray(faces, dtype=np.int64),
         edges=None if edges is None else np.asarray(edges, dtype=np.int64),
-        description=source.describe(),
+        description=request.describe(),
     )
 
 
@@ -212,7 +130,7 @@ class PCASession(QObject):
         self.coefficients = np.zeros(0)
         self.k = 2.0
         self.busy = False
-        self.source = ShapeSetSource()
+        self.request = PCARequest()
 
     # ---------------------------------------------------------------- state
     @property
@@ -237,11 +155,11 @@ class PCASession(QObject):
         self.busy = busy
         self.busy_changed.emit(busy, message if busy else "")
 
-    def set_modes(self, data: ModesData, source: ShapeSetSource | None = None) -> None:
+    def set_modes(self, data: ModesData, request: PCARequest | None = None) -> None:
         """Show a new PCA; coefficients go back to the mean shape."""
         self.data = data
-        if source is not None:
-            self.source = source
+        if request is not None:
+            self.request = request
         self.coefficients = np.zeros(data.result.num_modes)
         self.modes_changed.emit()
         self.coefficients_changed.emit()

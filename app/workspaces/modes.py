@@ -35,9 +35,10 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from app.models.pca_session import ModesData, PCASession, ShapeSetSource, compute_modes
+from app.models.pca_session import ModesData, PCARequest, PCASession, compute_modes
 from app.views.mode_views import ExploreView, LayoutView, VarianceChart
 from app.workers import Worker
+from engine.analysis import shape_sources
 
 NUM_SLIDERS = 5
 SLIDER_STEPS = 100  # slider ticks per sigma
@@ -46,9 +47,11 @@ MESH_SUFFIXES = "Meshes (*.ply *.obj *.stl *.vtk *.vtp)"
 SOURCE_LABELS = {
     "demo": "Demo template deformations",
     "checkpoint": "PRN checkpoint reconstructions",
+    "category": "Category checkpoint: learned deformations",
     "handles": "Handle-set files",
     "meshes": "Mesh files",
 }
+CHECKPOINT_FILTER = "Checkpoints (*.pt);;All files (*)"
 
 
 class ModesWorkspace(QWidget):
@@ -61,9 +64,10 @@ class ModesWorkspace(QWidget):
         self.window = window
         self.session = PCASession(self)
         self._worker: Worker | None = None
-        self._pending: ShapeSetSource | None = self.session.source
+        self._pending: PCARequest | None = self.session.request
         self._source_paths: dict[str, tuple[str, ...]] = {
             "checkpoint": (),
+            "category": (),
             "handles": (),
             "meshes": (),
         }
@@ -125,11 +129,11 @@ class ModesWorkspace(QWidget):
         form.addRow(self.extra_title, extra_row)
         self.samples_spin = QSpinBox()
         self.samples_spin.setRange(10, 100_000)
-        self.samples_spin.setValue(self.session.source.num_samples)
+        self.samples_spin.setValue(shape_sources.DemoDeformations().num_samples)
         form.addRow("Samples", self.samples_spin)
         self.modes_spin = QSpinBox()
         self.modes_spin.setRange(1, 50)
-        self.modes_spin.setValue(self.session.source.num_modes)
+        self.modes_spin.setValue(self.session.request.num_modes)
         form.addRow("Modes", self.modes_spin)
         self.compute_button = QPushButton("Compute PCA")
         self.compute_button.clicked.connect(self.compute_from_controls)
@@ -249,10 +253,9 @@ class ModesWorkspace(QWidget):
     def choose_files(self) -> bool:
         """File dialog for the selected source's files; True if some were chosen."""
         kind = self.current_kind()
-        if kind == "checkpoint":
-            path, _ = QFileDialog.getOpenFileName(
-                self, "PRN checkpoint", "", "Checkpoints (*.pt);;All files (*)"
-            )
+        if kind in ("checkpoint", "category"):
+            title = "PRN checkpoint" if kind == "checkpoint" else "Category checkpoint"
+            path, _ = QFileDialog.getOpenFileName(self, title, "", CHECKPOINT_FILTER)
             paths = (path,) if path else ()
         elif kind == "handles":
             paths, _ = QFileDialog.getOpenFileNames(self, "Handle sets", "", "Handle sets (*.json)")
@@ -285,17 +288,21 @@ class ModesWorkspace(QWidget):
                 self._mesh_path = path
         self._on_source_kind()
 
-    def source_from_controls(self) -> ShapeSetSource:
-        """The source the controls describe."""
+    def source_from_controls(self) -> PCARequest:
+        """The request the controls describe."""
         kind = self.current_kind()
-        return ShapeSetSource(
-            kind=kind,
-            paths=self._source_paths.get(kind, ()),
-            data=self._data_path if kind == "checkpoint" else None,
-            mesh=self._mesh_path if kind == "handles" else None,
-            num_samples=self.samples_spin.value(),
-            num_modes=self.modes_spin.value(),
-        )
+        paths = self._source_paths.get(kind, ())
+        if kind == "demo":
+            source = shape_sources.DemoDeformations(num_samples=self.samples_spin.value())
+        elif kind == "checkpoint":
+            source = shape_sources.PRNReconstructions(paths[0], self._data_path)
+        elif kind == "category":
+            source = shape_sources.CategoryDeformations(paths[0])
+        elif kind == "handles":
+            source = shape_sources.HandleSetFiles(tuple(paths), self._mesh_path)
+        else:
+            source = shape_sources.MeshFiles(tuple(paths))
+        return PCARequest(source, num_modes=self.modes_spin.value())
 
     def compute_from_controls(self) -> None:
         """Compute button: PCA of the selected source (asks for files if none were chosen)."""
@@ -310,17 +317,18 @@ class ModesWorkspace(QWidget):
         if self.choose_files():
             self.compute(self.source_from_controls())
 
-    def open_checkpoint(self, path: str) -> None:
-        """Use a PRN checkpoint's reconstructions (computed when the tab is first shown)."""
-        self._source_paths["checkpoint"] = (str(path),)
-        self.source_combo.setCurrentIndex(self.source_combo.findData("checkpoint"))
+    def open_checkpoint(self, path: str, kind: str = "checkpoint") -> None:
+        """Use a PRN checkpoint's reconstructions (``kind="checkpoint"``) or a category
+        checkpoint's learned deformations (``"category"``), computed when the tab is shown."""
+        self._source_paths[kind] = (str(path),)
+        self.source_combo.setCurrentIndex(self.source_combo.findData(kind))
         source = self.source_from_controls()
         if self.isVisible():
             self.compute(source)
         else:
             self._pending = source
 
-    def compute(self, source: ShapeSetSource) -> Worker:
+    def compute(self, source: PCARequest) -> Worker:
         """Build ``source``'s shape set and its PCA on a worker thread; the views update after."""
         self._pending = None
         if self._worker is not None and self._worker.is_running():
@@ -335,7 +343,7 @@ class ModesWorkspace(QWidget):
         worker.start()
         return worker
 
-    def _on_computed(self, data: ModesData, source: ShapeSetSource) -> None:
+    def _on_computed(self, data: ModesData, source: PCARequest) -> None:
         self.session.set_modes(data, source)
         self.window.mark_updated()
 

@@ -15,8 +15,9 @@ from PyQt6.QtCore import Qt
 from PyQt6.QtTest import QTest
 
 from app import dialogs
-from app.models.pca_session import ModesData, PCASession, ShapeSetSource
+from app.models.pca_session import ModesData, PCARequest, PCASession
 from engine.analysis import pca
+from engine.analysis.shape_sources import HandleSetFiles
 
 WAIT_MS = 120_000
 
@@ -187,7 +188,7 @@ def _handle_set(path, mesh, ids, offsets, mesh_hash=None):
 
 
 def test_handle_set_source_and_refusal_keeps_previous(main_window, qtbot, tmp_path, monkeypatch):
-    from app.models.pca_session import DEMO_TEMPLATE
+    from engine.analysis.shape_sources import DEMO_TEMPLATE
     from engine.io.mesh import load_mesh
 
     errors = []
@@ -200,7 +201,7 @@ def test_handle_set_source_and_refusal_keeps_previous(main_window, qtbot, tmp_pa
         _handle_set(tmp_path / f"set{i}.json", mesh, ids, 0.05 * rng.normal(size=(3, 3)))
         for i in range(4)
     ]
-    ws.compute(ShapeSetSource(kind="handles", paths=tuple(paths)))
+    ws.compute(PCARequest(HandleSetFiles(tuple(paths))))
     main_window.show_workspace(ws)
     _wait_result(qtbot, ws)
     first = ws.session.result
@@ -211,7 +212,7 @@ def test_handle_set_source_and_refusal_keeps_previous(main_window, qtbot, tmp_pa
     foreign = _handle_set(
         tmp_path / "foreign.json", mesh, ids, np.zeros((3, 3)), mesh_hash="0" * 64
     )
-    worker = ws.compute(ShapeSetSource(kind="handles", paths=(paths[0], foreign)))
+    worker = ws.compute(PCARequest(HandleSetFiles((paths[0], foreign))))
     qtbot.waitUntil(lambda: not worker.is_running() and not ws.session.busy, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: bool(errors), timeout=5000)
     assert "foreign.json" in errors[0] and "another mesh" in errors[0]

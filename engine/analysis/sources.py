@@ -267,7 +267,8 @@ def category_deformations(
         for start in range(0, count, 32):
             if cancel is not None and cancel():
                 raise Cancelled()
-            offsets = run.deform_db[start : start + 32].double() * scale
+            rows = run.deform_db[start : start + 32]
+            offsets = rows.double().view(len(rows), -1, 3) * scale
             shapes.append(run.model.deformer(offsets))
             if progress is not None:
                 progress(min(start + 32, count) / count, "deforming the learned instances")

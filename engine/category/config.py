@@ -39,8 +39,10 @@ class CategoryConfig:
         elevations: initial elevations (degrees) of the hypotheses, cycled over the azimuths.
         multiplex_temperature: probabilities ``softmax(-L / T)`` of the hypotheses' losses.
         lr: Adam learning rate of the network.
-        lr_database: Adam learning rate of the camera and deformation databases (unitless
-            parameters: log scale, normalised translation, quaternion, offsets / template size).
+        lr_cameras: learning rate of the camera database (log scale, translation in half-images,
+            quaternion: unitless), Adam on the rows of the batch only.
+        lr_deformations: learning rate of the deformation databases (offsets in units of the
+            template's bounding-box diagonal), Adam on the rows of the batch only.
         lr_dependency: Adam learning rate of the dependency logits (0 freezes A).
         dependency_width: initial blend radius of each handle as a fraction of the handle
             spacing (Gaussian logits, see ``LaplacianDeformer(init="gaussian")``).
@@ -66,14 +68,15 @@ class CategoryConfig:
     handles: int = 16
     size: int = 64
     iterations: int = 1500
-    warmup_epochs: int = 3
+    warmup_epochs: int = 10
     batch_size: int = 8
     hypotheses: int = 8
     prune_at: tuple[float, float] = (0.2, 0.5)
     elevations: tuple[float, ...] = (0.0,)
     multiplex_temperature: float = 0.05
     lr: float = 1e-3
-    lr_database: float = 2e-2
+    lr_cameras: float = 2e-2
+    lr_deformations: float = 5e-3
     lr_dependency: float = 1e-2
     dependency_width: float = 0.3
     encoder_width: int = 16
@@ -128,7 +131,14 @@ class CategoryConfig:
                 f"expected 0 <= prune_at[0] <= prune_at[1] <= 1, got {self.prune_at}",
                 field="prune_at",
             )
-        for name in ("lr", "lr_database", "multiplex_temperature", "dependency_width", "sigma"):
+        for name in (
+            "lr",
+            "lr_cameras",
+            "lr_deformations",
+            "multiplex_temperature",
+            "dependency_width",
+            "sigma",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value > 0):
                 raise InputError(f"expected a positive number, got {value!r}", field=name)

@@ -25,8 +25,9 @@ class CategoryRun:
 
     config (CategoryConfig), template (CategoryTemplate), proxy (RenderProxy), proxy_faces
     (Fp,3), raster (RasterSettings), model (CategoryModel), device, keypoint_vertices (P,),
-    database_names (I names), data_root (the training set's folder), camera_db (I,H,7) normalised parameters, probabilities (I,H),
-    deform_db (I,K,3) offsets in template-scale units.
+    database_names (I names), data_root (the training set's folder), camera_db (I,H*7) normalised parameters
+    (H hypotheses of 7), probabilities (I,H),
+    deform_db (I,K*3) offsets in template-scale units.
     """
 
     config: Any
@@ -68,8 +69,9 @@ class CategoryRun:
         :attr:`database_names`."""
         best = self.probabilities.argmax(1)
         rows = torch.arange(len(best), device=best.device)
-        cams = params_to_cameras(self.camera_db[rows, best], self.config.size)
-        offsets = self.deform_db * self.model.template_scale.float()
+        hypotheses = self.camera_db.detach().view(len(best), -1, 7)
+        cams = params_to_cameras(hypotheses[rows, best], self.config.size)
+        offsets = self.deform_db.detach().view(len(best), -1, 3) * self.model.template_scale.float()
         verts = torch.cat(
             [self.model.deform(offsets[i : i + 32]) for i in range(0, len(offsets), 32)]
         )

@@ -252,18 +252,24 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
             )
         self.keypoint_initialised = bool(sfm)
         dev = self.device
-        self.camera_db = torch.nn.Parameter(cameras_to_params(cams, cfg.size).to(dev))
+        # Rows are instances, flattened so that a batch's rows are gathered as embeddings with
+        # sparse gradients: the optimiser then moves only the rows of the batch (a dense Adam
+        # would keep moving every other instance on stale momentum).
+        self.camera_db = torch.nn.Parameter(
+            cameras_to_params(cams, cfg.size).reshape(count, -1).to(dev)
+        )
         self.probabilities = torch.full((count, cams.shape[1]), 1.0 / cams.shape[1], device=dev)
         k = cfg.handles
-        self.deform_db = torch.nn.Parameter(torch.zeros(count, k, 3, device=dev))
-        self.mirror_db = torch.nn.Parameter(torch.zeros(count, k, 3, device=dev))
+        self.deform_db = torch.nn.Parameter(torch.zeros(count, k * 3, device=dev))
+        self.mirror_db = torch.nn.Parameter(torch.zeros(count, k * 3, device=dev))
 
     def _build_optimisers(self) -> None:
         cfg = self.config
         net = [p for n, p in self.model.named_parameters() if not n.startswith("deformer.")]
         self.opt_net = torch.optim.Adam(net, lr=cfg.lr)
-        self.opt_db = torch.optim.Adam(
-            [self.camera_db, self.deform_db, self.mirror_db], lr=cfg.lr_database
+        self.opt_cam = torch.optim.SparseAdam([self.camera_db], lr=cfg.lr_cameras)
+        self.opt_deform = torch.optim.SparseAdam(
+            [self.deform_db, self.mirror_db], lr=cfg.lr_deformations
         )
         self.opt_dep = (
             torch.optim.Adam([self.model.deformer.logits], lr=cfg.lr_dependency)
@@ -289,7 +295,7 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
 
     @property
     def num_hypotheses(self) -> int:
-        return int(self.camera_db.shape[1])
+        return int(self.camera_db.shape[1]) // 7
 
     def _event(self, *, target, losses, lr, elapsed_s, eta_s, metrics) -> CategoryEvent:
         marks = tuple(text for step, text in self.marks if step == self.step)
@@ -389,13 +395,14 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
     def _database_cameras(self, idx: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
         """(B,H,7) pixel cameras of the batch's hypotheses (mirrored where flipped)."""
         size = self.config.size
-        cams = params_to_cameras(self.camera_db[idx], size)
+        cams = params_to_cameras(_rows(self.camera_db, idx, 7), size)
         mirrored = mirror_cameras(cams.reshape(-1, 7), size, self.symmetry_axis).view_as(cams)
         return torch.where(flips[:, None, None], mirrored, cams)
 
     def _database_offsets(self, idx: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
         scale = float(self.model.template_scale)
-        table = torch.where(flips[:, None, None], self.mirror_db[idx], self.deform_db[idx])
+        mirrored, own = _rows(self.mirror_db, idx, 3), _rows(self.deform_db, idx, 3)
+        table = torch.where(flips[:, None, None], mirrored, own)
         return table * scale
 
     def _hypothesis_losses(
@@ -506,17 +513,20 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
         if not math.isfinite(value):
             self.error = f"training diverged at step {self.step + 1}: the loss is {value}"
             return None
-        optimisers = [self.opt_db] + (
+        optimisers = [self.opt_cam, self.opt_deform] + (
             [] if warm else [self.opt_net] + ([self.opt_dep] if self.opt_dep else [])
         )
-        for opt in (self.opt_db, self.opt_net, self.opt_dep):
+        for opt in (self.opt_cam, self.opt_deform, self.opt_net, self.opt_dep):
             if opt is not None:
                 opt.zero_grad(set_to_none=True)
         total.backward()
         for opt in optimisers:
             for group in opt.param_groups:
                 for prm in group["params"]:
-                    if prm.grad is not None and not bool(torch.isfinite(prm.grad).all()):
+                    grad = prm.grad
+                    if grad is not None and grad.is_sparse:
+                        grad = grad.coalesce().values()
+                    if grad is not None and not bool(torch.isfinite(grad).all()):
                         self.error = (
                             f"training diverged at step {self.step + 1}: non-finite gradient"
                         )
@@ -544,13 +554,13 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
             return
         keep = prune(self.probabilities, target)
         with torch.no_grad():
-            rows = torch.arange(keep.shape[0], device=self.device)[:, None]
-            self.camera_db = torch.nn.Parameter(self.camera_db.detach()[rows, keep].clone())
+            count = keep.shape[0]
+            rows = torch.arange(count, device=self.device)[:, None]
+            kept = self.camera_db.detach().view(count, -1, 7)[rows, keep]
+            self.camera_db = torch.nn.Parameter(kept.reshape(count, -1).clone())
             self.probabilities = self.probabilities[rows, keep]
             self.probabilities /= self.probabilities.sum(1, keepdim=True)
-        self.opt_db = torch.optim.Adam(
-            [self.camera_db, self.deform_db, self.mirror_db], lr=cfg.lr_database
-        )
+        self.opt_cam = torch.optim.SparseAdam([self.camera_db], lr=cfg.lr_cameras)
         self.marks.append((self.step + 1, f"{target} hypotheses"))  # reported by this step
 
     # ------------------------------------------------------------------ checkpoints
@@ -575,7 +585,8 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
     def state_for_resume(self) -> dict[str, Any]:
         return {
             "opt_net": self.opt_net.state_dict(),
-            "opt_db": self.opt_db.state_dict(),
+            "opt_cam": self.opt_cam.state_dict(),
+            "opt_deform": self.opt_deform.state_dict(),
             "opt_dep": None if self.opt_dep is None else self.opt_dep.state_dict(),
             "rng": _rng_state(self._rng),
             "perm": torch.as_tensor(self._perm),
@@ -585,10 +596,9 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
 
     def load_resume_state(self, extra: dict[str, Any]) -> None:
         self.opt_net.load_state_dict(extra["opt_net"])
-        self.opt_db = torch.optim.Adam(
-            [self.camera_db, self.deform_db, self.mirror_db], lr=self.config.lr_database
-        )
-        self.opt_db.load_state_dict(extra["opt_db"])
+        self.opt_cam = torch.optim.SparseAdam([self.camera_db], lr=self.config.lr_cameras)
+        self.opt_cam.load_state_dict(extra["opt_cam"])
+        self.opt_deform.load_state_dict(extra["opt_deform"])
         if self.opt_dep is not None and extra.get("opt_dep") is not None:
             self.opt_dep.load_state_dict(extra["opt_dep"])
         self._rng = _rng_from_state(extra["rng"])
@@ -659,6 +669,11 @@ def resume_trainer(
     trainer.metrics = dict(raw["metrics"])
     trainer.load_resume_state(raw.get("extra", {}))
     return trainer
+
+
+def _rows(db: torch.Tensor, idx: torch.Tensor, width: int) -> torch.Tensor:
+    """Rows ``idx`` of a database (I, M * width) as (B, M, width), with a sparse gradient."""
+    return torch.nn.functional.embedding(idx, db, sparse=True).view(len(idx), -1, width)
 
 
 def _rng_state(rng: np.random.Generator) -> dict:

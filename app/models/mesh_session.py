@@ -14,6 +14,7 @@ Handle-set files are read and written by :mod:`engine.io.handle_sets`.
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,21 @@ def _prepare_in_process(mesh: Mesh, num_handles: int, handle_ids, progress, canc
         process.join(5)
 
 
+def _prepare_learned(mesh: Mesh, handle_ids, dependency, progress, cancelled):
+    """Worker job: the editing basis of a mesh with a given (learned) dependency matrix."""
+    from engine.deform.editing import build_editing_basis
+
+    basis = build_editing_basis(
+        mesh.vertices,
+        mesh.faces,
+        handle_ids=handle_ids,
+        dependency=dependency,
+        progress=progress,
+        cancel=cancelled,
+    )
+    return mesh, np.asarray(handle_ids, dtype=np.int64), basis
+
+
 def _prepare_off_thread(mesh_or_path, num_handles: int, handle_ids, progress, cancelled):
     """Worker job: load the mesh here, then prepare in-thread (small) or in a process (large)."""
     if isinstance(mesh_or_path, Mesh):
@@ -169,6 +185,9 @@ class MeshSession(QObject):
         super().__init__(parent)
         self.mesh: Mesh | None = None
         self.basis = None
+        #: (K,N) the dependency matrix a learned A started from (shown beside it), or None.
+        self.initial_dependency: np.ndarray | None = None
+        self._next_initial: np.ndarray | None = None
         self._handle_ids = np.zeros(0, dtype=np.int64)
         self._handle_base = np.zeros((0, 3))  # A @ template, (K,3)
         self._offsets = np.zeros((0, 3))
@@ -252,6 +271,8 @@ class MeshSession(QObject):
         num_handles: int = DEFAULT_NUM_HANDLES,
         handle_ids: np.ndarray | None = None,
         offsets: np.ndarray | None = None,
+        dependency: np.ndarray | None = None,
+        initial_dependency: np.ndarray | None = None,
     ) -> Worker:
         """Load a mesh (or take a Mesh) and build its editing basis off the GUI thread.
 
@@ -263,15 +284,19 @@ class MeshSession(QObject):
             num_handles: K, used when ``handle_ids`` is None (farthest-point sampling).
             handle_ids: (K,) vertex ids to use as handles instead.
             offsets: (K,3) offsets applied once ready (loading a handle set).
+            dependency: (K,N) dependency matrix to edit with (a learned A; needs a Mesh and
+                ``handle_ids``) instead of the authors' initial one.
+            initial_dependency: (K,N) the A it was learned from, kept for comparison
+                (:attr:`initial_dependency`).
         """
         self.cancel()
         k = len(handle_ids) if handle_ids is not None else int(num_handles)
-        worker = Worker(
-            lambda progress, cancelled: _prepare_off_thread(
-                mesh_or_path, k, handle_ids, progress, cancelled
-            ),
-            name="editing-basis",
-        )
+        if dependency is not None:
+            job = partial(_prepare_learned, mesh_or_path, handle_ids, dependency)
+        else:
+            job = partial(_prepare_off_thread, mesh_or_path, k, handle_ids)
+        self._next_initial = None if initial_dependency is None else np.asarray(initial_dependency)
+        worker = Worker(job, name="editing-basis")
         self._worker = worker
         self._pending_offsets = None if offsets is None else np.array(offsets, dtype=np.float64)
         worker.finished.connect(lambda result, w=worker: self._on_ready(w, result))
@@ -326,6 +351,8 @@ class MeshSession(QObject):
         (synchronous; offsets, selection and history are reset)."""
         self.mesh = mesh
         self.quality = mesh.quality()
+        self.initial_dependency = self._next_initial
+        self._next_initial = None
         self.basis = basis
         self._handle_ids = np.asarray(handle_ids, dtype=np.int64)
         k = len(self._handle_ids)

@@ -223,6 +223,49 @@ class MeshView(QWidget):
         self.plotter.reset_camera()
         self.request_render()
 
+    def look_along(self, forward: np.ndarray, up: np.ndarray) -> None:
+        """Parallel view of the mesh along ``forward`` (3,) with ``up`` (3,) pointing up on
+        screen, fitted to the mesh (how a weak-perspective camera sees it)."""
+        if self._poly is None:
+            return
+        centre = np.asarray(self._poly.center, dtype=np.float64)
+        size = float(np.linalg.norm(np.ptp(self._poly.points, axis=0))) or 1.0
+        forward = np.asarray(forward, dtype=np.float64)
+        camera = self.plotter.camera
+        camera.position = tuple(centre - 3.0 * size * forward / np.linalg.norm(forward))
+        camera.focal_point = tuple(centre)
+        camera.up = tuple(np.asarray(up, dtype=np.float64))
+        self.plotter.enable_parallel_projection()
+        self.plotter.reset_camera()
+        self.request_render()
+
+    def set_points(
+        self,
+        name: str,
+        points: np.ndarray | None,
+        colours: np.ndarray | None = None,
+        radius: float = 0.03,
+    ) -> None:
+        """Spheres at (M,3) ``points`` (``radius`` relative to the mesh size) with (M,3) RGB
+        colours in [0,1], as one named actor; None removes it."""
+        self.plotter.remove_actor(name, render=False)
+        if points is None or len(points) == 0:
+            self.request_render()
+            return
+        size = (
+            1.0 if self._poly is None else float(np.linalg.norm(np.ptp(self._poly.points, axis=0)))
+        )
+        cloud = pv.PolyData(np.asarray(points, dtype=np.float64))
+        glyphs = cloud.glyph(geom=pv.Sphere(radius=radius * size), scale=False, orient=False)
+        if colours is not None:
+            rgb = (np.clip(np.asarray(colours), 0, 1) * 255).astype(np.uint8)
+            per_point = glyphs.n_points // len(points)
+            glyphs.point_data["rgb"] = np.repeat(rgb, per_point, axis=0)
+            self.plotter.add_mesh(glyphs, scalars="rgb", rgb=True, name=name, reset_camera=False)
+        else:
+            self.plotter.add_mesh(glyphs, color="#d62728", name=name, reset_camera=False)
+        self.request_render()
+
     def request_render(self) -> None:
         """Render once when control returns to the event loop: several changes from one
         event (points, handles, colours) cost one render, at most one per mouse move."""

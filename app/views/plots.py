@@ -1,4 +1,5 @@
-"""2D plots (pyqtgraph): live PRN loss curves and the 2D keypoint input of one frame.
+"""2D plots (pyqtgraph): live loss curves (PRN or category terms, with marks for events such as
+the end of a warm-up) and the 2D keypoint input of one frame.
 
 ``LossCurves`` keeps the whole history in growing numpy buffers and redraws at most when asked
 (the Training workspace asks ~10 times a second), so a long run never slows the window down.
@@ -19,6 +20,21 @@ CURVE_PENS = {
     "f": pg.mkPen("#1f77b4", width=1.5),
     "g": pg.mkPen("#d62728", width=1.5),
 }
+# Curves without a pen of their own (the category losses) take these in turn.
+EXTRA_COLOURS = [
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+    "#aec7e8",
+    "#98df8a",
+]
 # Log axes cannot show zero; a loss of exactly 0 is drawn at this floor.
 LOG_FLOOR = 1e-12
 
@@ -44,13 +60,24 @@ class LossCurves(pg.PlotWidget):
         # an exact fit of the 2D) would otherwise stretch the log axis over ten decades.
         item.getViewBox().enableAutoRange(axis="y", enable=0.99)
         self._curves = {
-            name: item.plot([], [], pen=CURVE_PENS.get(name, pg.mkPen("#2ca02c")), name=name)
-            for name in self.names
+            name: item.plot(
+                [],
+                [],
+                pen=CURVE_PENS.get(
+                    name, pg.mkPen(EXTRA_COLOURS[i % len(EXTRA_COLOURS)], width=1.2)
+                ),
+                name=name,
+            )
+            for i, name in enumerate(self.names)
         }
+        self._marks: list[tuple[int, str, pg.InfiniteLine]] = []
         self.clear_history()
 
     def clear_history(self) -> None:
-        """Forget every point (a new run or a loaded checkpoint starts over)."""
+        """Forget every point and mark (a new run or a loaded checkpoint starts over)."""
+        for _, _, line in getattr(self, "_marks", []):
+            self.getPlotItem().removeItem(line)
+        self._marks = []
         self._steps = np.zeros(0, np.float64)
         self._values = {name: np.zeros(0, np.float64) for name in self.names}
         self._count = 0
@@ -94,6 +121,23 @@ class LossCurves(pg.PlotWidget):
             values = self._values[name][: self._count]
             finite = np.isfinite(values)
             curve.setData(steps[finite], np.maximum(values[finite], LOG_FLOOR))
+
+    def add_mark(self, step: int, text: str) -> None:
+        """A labelled vertical line at ``step`` (the end of a warm-up, a hypothesis drop)."""
+        line = pg.InfiniteLine(
+            pos=step,
+            angle=90,
+            pen=pg.mkPen("#888888", style=pg.QtCore.Qt.PenStyle.DashLine),
+            label=text,
+            labelOpts={"position": 0.9, "color": "#444444", "rotateAxis": (1, 0)},
+        )
+        self.getPlotItem().addItem(line)
+        self._marks.append((int(step), text, line))
+
+    @property
+    def marks(self) -> list[tuple[int, str]]:
+        """``(step, text)`` of the marks drawn."""
+        return [(step, text) for step, text, _ in self._marks]
 
     def curve_points(self, name: str) -> int:
         """How many points the curve of ``name`` currently draws (tests read this)."""

@@ -13,6 +13,7 @@ _WORKSPACES = [
     "app.workspaces.training:TrainingWorkspace",
     "app.workspaces.compare:CompareWorkspace",
     "app.workspaces.modes:ModesWorkspace",
+    "app.workspaces.category:CategoryWorkspace",
 ]
 
 

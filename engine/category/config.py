@@ -50,7 +50,8 @@ class CategoryConfig:
         render_faces: most faces of the render proxy (a decimated copy of large templates).
         sigma: soft silhouette edge width in pixels^2 at ``size`` (scaled with the image).
         w_*: loss weights (mask L1, outside distance transform, boundary, texture, motion,
-            keypoints, edge length, Laplacian smoothness, offsets, network pulls).
+            keypoints, edge length, Laplacian smoothness, offsets, network pulls, and
+            ``w_network``: the network's own prediction rendered and scored like a hypothesis).
         mirror: mirror augmentation (flipped images, mirrored cameras, their own deformations).
         use_motion: the motion loss (needs flow).
         use_texture: the texture loss (needs RGB images).
@@ -76,7 +77,7 @@ class CategoryConfig:
     multiplex_temperature: float = 0.05
     lr: float = 1e-3
     lr_cameras: float = 2e-2
-    lr_deformations: float = 5e-3
+    lr_deformations: float = 2e-2
     lr_dependency: float = 1e-2
     dependency_width: float = 0.3
     encoder_width: int = 16
@@ -93,6 +94,7 @@ class CategoryConfig:
     w_offsets: float = 0.01
     w_pull_camera: float = 1.0
     w_pull_deform: float = 2.0
+    w_network: float = 1.0
     mirror: bool = True
     use_motion: bool = True
     use_texture: bool = True

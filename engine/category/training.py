@@ -508,6 +508,16 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
             pull_def = (((pred["offsets"] - offsets.detach()) / scale) ** 2).sum(-1).mean()
             report.update(pull_camera=pull_cam, pull_deform=pull_def)
             total = total + cfg.w_pull_camera * pull_cam + cfg.w_pull_deform * pull_def
+            if cfg.w_network > 0:
+                # The network's own shape under its own camera, rendered and scored like a
+                # hypothesis: every step then trains it on every image of the batch, where the
+                # pulls alone follow databases that each move once per epoch.
+                net_verts = self.model.deform(pred["offsets"])
+                net, _, _, _ = self._hypothesis_losses(
+                    net_verts, pred_cams[:, None], data, pred.get("colours")
+                )
+                report["network"] = net.mean()
+                total = total + cfg.w_network * net.mean()
         report["total"] = total
         value = float(total.detach())
         if not math.isfinite(value):

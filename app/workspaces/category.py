@@ -426,6 +426,7 @@ class CategoryWorkspace(QWidget):
                 f"{r.template.mesh.num_vertices} vertices, K = {r.model.num_handles}"
                 + (f"; {text}" if text else "")
             )
+            self.form.fill(r.config)
             self.curves.clear_history()
             history = r.history
             self.curves.append(list(range(1, len(history) + 1)), history)

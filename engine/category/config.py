@@ -77,7 +77,7 @@ class CategoryConfig:
     multiplex_temperature: float = 0.05
     lr: float = 1e-3
     lr_cameras: float = 2e-2
-    lr_deformations: float = 2e-2
+    lr_deformations: float = 5e-3
     lr_dependency: float = 1e-2
     dependency_width: float = 0.3
     encoder_width: int = 16

@@ -79,7 +79,7 @@ def inspect_instance(run, images: ImageSet, index: int) -> InstanceView:
             probabilities = run.probabilities[row].detach().cpu().numpy().copy()
         lo, hi = vertices.min(0), vertices.max(0)
         positions = camera_positions(
-            hypotheses, 0.5 * (lo + hi), 1.2 * float(np.linalg.norm(hi - lo))
+            hypotheses, 0.5 * (lo + hi), 0.7 * float(np.linalg.norm(hi - lo))
         )
     truth = errors = None
     gt = images.ground_truth
@@ -137,3 +137,26 @@ def novel_view(
     k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     turn = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
     return turn @ forward, turn @ up
+
+
+def turned_camera(
+    camera: np.ndarray, template_vertices: np.ndarray, up_axis: str, degrees: float = 90.0
+) -> np.ndarray:
+    """(7,) the camera turned by ``degrees`` about the template's up axis through the mesh's
+    centre (a novel view of the same shape at the same scale and image position)."""
+    from engine.category.template import axis_vector
+    from engine.render.cameras import quaternion_multiply
+
+    half = np.radians(degrees) / 2
+    turn = np.concatenate([[np.cos(half)], np.sin(half) * axis_vector(up_axis)])
+    q = quaternion_multiply(
+        torch.as_tensor(camera[3:7], dtype=torch.float64), torch.as_tensor(turn)
+    )
+    out = np.asarray(camera, dtype=np.float64).copy()
+    out[3:7] = q.numpy()
+    # Keep the mesh centre where it was in the image.
+    centre = 0.5 * (template_vertices.min(0) + template_vertices.max(0))
+    r_old = quaternion_to_matrix(torch.as_tensor(camera[3:7], dtype=torch.float64)).numpy()
+    r_new = quaternion_to_matrix(q).numpy()
+    out[1:3] = camera[1:3] + camera[0] * ((r_old @ centre)[:2] - (r_new @ centre)[:2])
+    return out

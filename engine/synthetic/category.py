@@ -94,16 +94,6 @@ def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     return table[i, np.arange(len(h))]
 
 
-def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(B,N,3) area-weighted vertex normals of (B,N,3) vertices."""
-    a, b, c = (vertices[:, faces[:, k]] for k in range(3))
-    fn = np.cross(b - a, c - a)
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, (slice(None), faces[:, k]), fn)
-    return normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
-
-
 def generate_category(
     template: CategoryTemplate,
     *,
@@ -133,7 +123,8 @@ def generate_category(
         ``vertices`` (I,N,3) posed template coordinates, ``vertices2d`` (I,N,2) pixels and
         ``faces``.
     """
-    from engine.render.cameras import make_cameras, project, quaternion_to_matrix, view_rotation
+    from engine.render.cameras import make_cameras, project, view_rotation
+    from engine.render.preview import shade
     from engine.render.rasterizer import RasterSettings, rasterize
     from engine.render.shading import render_flow, vertex_visibility
 
@@ -151,8 +142,6 @@ def generate_category(
     radius = float(np.linalg.norm(rest, axis=1).max())
     colours = _surface_colours(mesh.vertices, template.up_axis, template.front_axis)
     settings = RasterSettings(image_size=size)
-    light_dir = np.array([0.3, -0.5, -1.0])
-    light_dir /= np.linalg.norm(light_dir)
 
     out = {k: [] for k in ("names", "masks", "images", "keypoints", "flow", "cameras", "verts")}
     out["verts2d"] = []
@@ -186,20 +175,7 @@ def generate_category(
         screen = project(verts, cams)
         frags = rasterize(screen, faces, settings)
         mask = frags.mask.numpy()
-        # Shading: colour and camera-frame normals interpolated with the fragments' barycentrics
-        # (the generator needs no gradients, so it reads the fragments directly).
-        normals = _vertex_normals(posed, mesh.faces)
-        cam_normals = np.einsum("lij,lnj->lni", quaternion_to_matrix(q).numpy(), normals)
-        pix = frags.pix_to_face.numpy()
-        bary = frags.bary.numpy()
-        corner = mesh.faces[np.where(pix >= 0, pix, 0)]  # (L,S,S,3)
-        col = np.einsum("lhwk,lhwkc->lhwc", bary, colours[corner])
-        frame = np.arange(length)[:, None, None, None]
-        nrm = np.einsum("lhwk,lhwkc->lhwc", bary, cam_normals[frame, corner])
-        nrm /= np.maximum(np.linalg.norm(nrm, axis=-1, keepdims=True), 1e-12)
-        shade = 0.35 + 0.65 * np.abs(nrm @ light_dir)  # two-sided: thin parts lit either way
-        image = np.where(mask[..., None], col * shade[..., None], BACKGROUND)
-        image = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+        image = shade(frags, posed, mesh.faces, cams.numpy(), colours, BACKGROUND)
         visible = vertex_visibility(frags, screen, faces).numpy()  # (L,N)
         kp_xy = screen[:, template.keypoint_vertices, :2].numpy()
         kp_vis = visible[:, template.keypoint_vertices].astype(np.float32)

@@ -602,9 +602,9 @@ class CategoryWorkspace(QWidget):
             self, "Open category checkpoint", "", CHECKPOINT_FILTER
         )
         if path:
-            self.open_checkpoint(path)
+            self.open_category_checkpoint(path)
 
-    def open_checkpoint(self, path: str) -> Worker:
+    def open_category_checkpoint(self, path: str) -> Worker:
         """Load a category checkpoint's run (its training data is loaded when none is)."""
         return self.session.load_checkpoint_async(path)
 
@@ -666,7 +666,7 @@ class CategoryWorkspace(QWidget):
         if path is None:
             return False
         modes = self.window_.workspace("Modes")
-        modes.open_checkpoint(path, kind="category")
+        modes.open_category_checkpoint(path)
         self.window_.show_workspace(modes)
         return True
 

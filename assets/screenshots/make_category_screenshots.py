@@ -75,7 +75,7 @@ def main() -> int:
         window.show_workspace(ws)
         ws.load_data(args.data)
         _wait(app, lambda: ws.session.images is not None)
-        ws.open_checkpoint(args.checkpoint)
+        ws.open_category_checkpoint(args.checkpoint)
         _wait(app, lambda: ws.session.run is not None)
         ws.pages.setCurrentIndex(0)
         _settle(app, 1.5)

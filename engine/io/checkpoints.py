@@ -139,3 +139,16 @@ def read_metrics(raw: dict, path: str | Path) -> dict[str, float]:
             raise CheckpointError("expected a number", path=path, field=f"metrics.{k}")
         metrics[str(k)] = float(v)
     return metrics
+
+
+def checkpoint_kind(path: str | Path) -> str | None:
+    """The ``format`` of a project checkpoint file (a key of :data:`KINDS`), or None when the
+    file is not one (missing, damaged, foreign): for routing a file to what can open it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"torch(\.|$)")
+            raw = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:  # any unreadable file is simply not a checkpoint here
+        return None
+    kind = raw.get("format") if isinstance(raw, dict) else None
+    return kind if kind in KINDS else None

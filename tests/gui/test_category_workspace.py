@@ -130,3 +130,35 @@ def test_bad_folder_shows_one_dialog_and_keeps_the_loaded_set(
     qtbot.waitUntil(lambda: len(shown) == 1, timeout=30_000)
     assert "a.png" in shown[0]
     assert category.session.images is before
+
+
+def test_main_window_routes_a_category_checkpoint_to_the_category_tab(
+    category, main_window, qtbot, tmp_path, monkeypatch
+):
+    from app import dialogs
+    from engine.category.config import CategoryConfig
+    from engine.category.training import CategoryTrainer
+
+    shown = []
+    monkeypatch.setattr(dialogs, "show_error", lambda parent, title, exc: shown.append(str(exc)))
+    config = CategoryConfig(
+        data=SPEC,
+        size=32,
+        iterations=2,
+        warmup_epochs=0,
+        batch_size=4,
+        hypotheses=2,
+        encoder_width=4,
+        handles=6,
+        render_faces=400,
+    )
+    trainer = CategoryTrainer(config, category.session.images)
+    trainer.run()
+    path = tmp_path / "cat.pt"
+    trainer.save_checkpoint(path)
+    with qtbot.waitSignal(category.session.run_changed, timeout=60_000):
+        main_window.open_checkpoint(path)
+    qtbot.wait(200)
+    assert category.session.run is not None and category.session.state == "loaded"
+    assert shown == []  # no workspace tried to read it as a PRN checkpoint
+    assert category.form.fields["iterations"].text() == "2"

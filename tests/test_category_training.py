@@ -241,3 +241,61 @@ def test_a_prn_checkpoint_is_named_as_such(tmp_path):
     trainer.save_checkpoint(prn)
     with pytest.raises(CheckpointError, match="PRN checkpoint"):
         load_category_run(prn)
+
+
+def test_masks_only_occluded_and_cut_silhouettes_with_a_large_textured_obj_template(tmp_path):
+    """Real photographs give masks only, often occluded or cut by the image border, and users
+    bring templates of thousands of vertices with vt and vn: none of it may crash or wreck
+    training (finite losses, the render proxy decimates the template)."""
+    import imageio.v3 as iio
+
+    from engine.geometry.primitives import icosphere
+    from engine.io.mesh import save_mesh
+
+    v, f = icosphere(4)  # 2562 vertices, 5120 faces
+    v = v * np.array([1.6, 0.5, 0.7])
+    uv = np.stack([np.arctan2(v[:, 1], v[:, 0]) / (2 * np.pi) + 0.5, v[:, 2] * 0.5 + 0.5], 1)
+    template = tmp_path / "blob.obj"
+    save_mesh(template, v, f, uv=uv, uv_faces=f)
+    text = template.read_text().replace("\nf ", "\nvn 0 0 1\nf ", 1)
+    template.write_text(text)
+    root = tmp_path / "photos" / "masks"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        mask = np.zeros((90, 120), np.uint8)
+        cx, cy = 40 + 8 * i, 45
+        yy, xx = np.mgrid[:90, :120]
+        mask[((xx - cx) / 35.0) ** 2 + ((yy - cy) / 18.0) ** 2 < 1] = 255
+        if i % 2 == 0:
+            mask[30:60, cx - 5 : cx + 5] = 0  # an occluder across the body
+        if i % 3 == 0:
+            mask[:, :15] = 0
+            mask[:, : rng.integers(5, 20)] = 255  # cut by the image border
+        iio.imwrite(root / f"photo{i}.png", mask)
+    config = tiny(
+        data=str(root.parent),
+        template=str(template),
+        iterations=3,
+        warmup_epochs=1,
+        render_faces=600,
+    )
+    trainer = CategoryTrainer(config)
+    assert trainer.images.images is None and not trainer.has_texture
+    assert trainer.proxy.num_faces <= 600 + 20 and not trainer.proxy.is_identity
+    trainer.run()
+    assert trainer.state == "finished"
+    assert all(np.isfinite(h["total"]) for h in trainer.history)
+    assert trainer.template.mesh.uv is not None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
+def test_training_on_cuda_follows_the_cpu_run():
+    cpu = CategoryTrainer(tiny(device="cpu"))
+    cpu.run()
+    gpu = CategoryTrainer(tiny(device="cuda"))
+    gpu.run()
+    assert gpu.state == "finished" and gpu.camera_db.device.type == "cuda"
+    np.testing.assert_allclose(
+        [h["total"] for h in gpu.history[:3]], [h["total"] for h in cpu.history[:3]], rtol=1e-3
+    )

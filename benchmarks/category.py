@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results as JSON")
+    parser.add_argument("--save-dir", help="write each run's checkpoint there (NAME.pt)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     test = load_image_set("synthetic:quadruped?split=test", size=CategoryConfig().size)
@@ -64,7 +65,10 @@ def main() -> None:
         seconds = time.perf_counter() - start
         rows = evaluate_model(trainer, test, methods=("predicted", "template"))
         results[name] = {"seconds": seconds, "state": trainer.state, **rows}
-        print(f"{name}: {seconds:.0f} s, {trainer.state}", flush=True)
+        print(f"{name}: {seconds:.0f} s, {trainer.state}, {json.dumps(rows)}", flush=True)
+        if args.save_dir:
+            Path(args.save_dir).mkdir(parents=True, exist_ok=True)
+            trainer.save_checkpoint(Path(args.save_dir) / f"{name}.pt")
 
     cols = ("iou_mean", "iou_median", "pck", "vertex_error", "camera_error_deg")
     print()

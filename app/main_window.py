@@ -10,8 +10,9 @@ class attribute ``title``. The window asks each for these OPTIONAL hooks:
 ``file_suffixes: tuple[str, ...]`` and ``open_file(path) -> None``
     files with these suffixes (".ply", ...) opened via Open recent or drag-and-drop go there
     (the tab is made current first); ``open_file`` reports its own errors;
-``open_checkpoint(path) -> None``
-    called by :meth:`MainWindow.open_checkpoint` (``main.py --checkpoint``);
+``open_checkpoint(path) -> None`` / ``open_category_checkpoint(path) -> None``
+    called by :meth:`MainWindow.open_checkpoint` (``main.py --checkpoint``) for a PRN /
+    a category checkpoint;
 ``shutdown() -> None``
     called when the window closes: stop timers/workers and close PyVista interactors.
 
@@ -26,15 +27,25 @@ import platform
 import time
 from pathlib import Path
 
-from PyQt6.QtCore import QSettings, Qt
-from PyQt6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PyQt6.QtCore import QSettings, QSize, Qt, QTimer
+from PyQt6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeySequence,
+)
 from PyQt6.QtWidgets import (
+    QAbstractScrollArea,
+    QFrame,
     QLabel,
     QMainWindow,
     QMenu,
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QStatusBar,
     QTabWidget,
     QWidget,
@@ -46,6 +57,9 @@ from app.workers import Worker, running_workers
 ORGANIZATION = "shapebench"
 APPLICATION = "ShapeBench"
 MAX_RECENT = 10
+#: The size the window opens at on a screen large enough for it; smaller screens get their
+#: available geometry (see :meth:`MainWindow.fit_to_screen`).
+PREFERRED_SIZE = (1400, 900)
 
 
 def _versions() -> list[tuple[str, str]]:
@@ -79,6 +93,42 @@ def device_description() -> str:
     return device.type
 
 
+class _DockScrollArea(QScrollArea):
+    """A vertical scroll area that asks for its panel's whole size, so the dock layout gives
+    the panel all the room it wants when there is room, and scrolls only when there is not."""
+
+    def sizeHint(self) -> QSize:
+        panel = self.widget()
+        if panel is None:
+            return super().sizeHint()
+        hint = panel.sizeHint()
+        bar = self.verticalScrollBar().sizeHint().width()
+        return QSize(hint.width() + bar, hint.height())
+
+    def minimumSizeHint(self) -> QSize:
+        panel = self.widget()
+        if panel is None:
+            return super().minimumSizeHint()
+        bar = self.verticalScrollBar().sizeHint().width()
+        return QSize(panel.minimumSizeHint().width() + bar, super().minimumSizeHint().height())
+
+
+def _make_scrollable(dock) -> None:
+    """Put a dock's panel in a vertical scroll area (unless it scrolls itself), so a panel
+    taller than a small screen's share of the window stays usable instead of being cut."""
+    panel = dock.widget()
+    if panel is None or isinstance(panel, QAbstractScrollArea):
+        return
+    scroll = _DockScrollArea()
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setWidgetResizable(True)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(panel)
+    if panel.maximumWidth() < 16_777_215:
+        scroll.setMaximumWidth(panel.maximumWidth() + scroll.verticalScrollBar().sizeHint().width())
+    dock.setWidget(scroll)
+
+
 class MainWindow(QMainWindow):
     """The workbench window. ``settings`` defaults to the user's QSettings for the app."""
 
@@ -95,6 +145,8 @@ class MainWindow(QMainWindow):
 
         self._build_status_bar()
         self._tracked: list[Worker] = []
+        self._fitted_shown = False
+        self._counts_texts: dict[int, str] = {}  # tab index -> that workspace's counts
 
         from app.workspaces import WORKSPACE_CLASSES
 
@@ -107,6 +159,7 @@ class MainWindow(QMainWindow):
         for index, workspace in enumerate(self.workspaces):
             docks = list(getattr(workspace, "dock_widgets", list)())
             for dock in docks:
+                _make_scrollable(dock)
                 if not dock.objectName():
                     dock.setObjectName(f"{type(workspace).__name__}.{dock.windowTitle()}")
                 self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
@@ -127,12 +180,15 @@ class MainWindow(QMainWindow):
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setMaximumWidth(200)
-        self.progress_bar.setTextVisible(False)
+        self.progress_bar.setFormat("%p %")
         self.progress_label = QLabel("")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self._cancel_tracked)
+        # Permanent widgets: QStatusBar hides "normal" ones whenever a temporary message shows
+        # and the two then fought over the same place (messages drawn over each other). While
+        # work runs, its label is the status bar's one message (see track_worker).
         for widget in (self.progress_label, self.progress_bar, self.cancel_button):
-            bar.addWidget(widget)
+            bar.addPermanentWidget(widget)
             widget.hide()
         bar.addPermanentWidget(self.counts_label)
         bar.addPermanentWidget(self.update_label)
@@ -188,6 +244,32 @@ class MainWindow(QMainWindow):
         for i, docks in self._docks.items():
             for dock in docks:
                 dock.setVisible(i == index)
+        self._split_docks(index)
+        # The tabs' minimum is the current page's, not the largest of all pages (Qt's
+        # default): one wide workspace must not keep every other one from fitting a small
+        # screen beside its docks.
+        page = self.tabs.widget(index)
+        if page is not None:
+            hint = page.minimumSizeHint().expandedTo(page.minimumSize())
+            bar = self.tabs.tabBar().minimumSizeHint()
+            self.tabs.setMinimumSize(max(hint.width(), 1), max(hint.height(), 0) + bar.height())
+        # The counts belong to a workspace: show the new tab's own (none yet: nothing).
+        self.counts_label.setText(self._counts_texts.get(index, ""))
+
+    def _split_docks(self, index: int) -> None:
+        """A workspace's docks stacked in one column, as they are shown: each but the last as
+        tall as it asks (its controls in view), the last (a chart, say) takes the rest. Left to
+        itself, Qt shrinks the first to share the column, or the last to its minimum on the
+        next show."""
+        docks = [d for d in self._docks.get(index, []) if not d.isHidden() and not d.isFloating()]
+        areas = {self.dockWidgetArea(d) for d in docks}
+        if len(docks) < 2 or len(areas) > 1:
+            return
+        heights = [d.sizeHint().height() for d in docks[:-1]]
+        column = self.centralWidget().height() or sum(heights) + docks[-1].sizeHint().height()
+        last = max(column - sum(heights), docks[-1].minimumSizeHint().height(), 1)
+        # Before the docks are laid out (they were just shown): Qt applies these sizes then.
+        self.resizeDocks(docks, [*heights, last], Qt.Orientation.Vertical)
 
     def open_path(self, path: str | Path) -> bool:
         """Open a file in the workspace that handles its suffix; False if none does."""
@@ -200,19 +282,35 @@ class MainWindow(QMainWindow):
         return False
 
     def open_checkpoint(self, path: str | Path) -> None:
-        """Forward a PRN checkpoint to every workspace that can show one."""
+        """Forward a checkpoint to the workspaces that show its kind: a category checkpoint to
+        those with ``open_category_checkpoint``, anything else (PRN) to ``open_checkpoint``
+        (which report their own errors)."""
+        from engine.io.checkpoints import checkpoint_kind
+
+        hook = (
+            "open_category_checkpoint"
+            if checkpoint_kind(path) == "shapebench-category"
+            else "open_checkpoint"
+        )
         for workspace in self.workspaces:
-            if hasattr(workspace, "open_checkpoint"):
-                workspace.open_checkpoint(str(path))
+            if hasattr(workspace, hook):
+                getattr(workspace, hook)(str(path))
 
     # ----------------------------------------------------------------- services
     def show_error(self, title: str, exc: BaseException | str) -> None:
         """Error dialog; the caller keeps what was loaded before."""
         dialogs.show_error(self, title, exc)
 
-    def set_counts_text(self, text: str) -> None:
-        """Status bar counts, e.g. ``"2,418 vertices, 4,832 faces"``."""
-        self.counts_label.setText(text)
+    def set_counts_text(self, text: str, workspace: QWidget | None = None) -> None:
+        """Status bar counts of ``workspace`` (default: the current one), e.g. ``"2,418
+        vertices, 4,832 faces"``: shown while that workspace's tab is current, and again
+        whenever it becomes current."""
+        index = self.tabs.currentIndex() if workspace is None else self.tabs.indexOf(workspace)
+        if index < 0:
+            return
+        self._counts_texts[index] = text
+        if index == self.tabs.currentIndex():
+            self.counts_label.setText(text)
 
     def mark_updated(self, milliseconds: float | None = None) -> None:
         """Status bar: the time of the last update (and how long it took, if given)."""
@@ -225,6 +323,7 @@ class MainWindow(QMainWindow):
     def track_worker(self, worker: Worker, label: str) -> None:
         """Show ``worker``'s progress in the status bar with a Cancel button until it ends."""
         self._tracked.append(worker)
+        self.statusBar().clearMessage()
         self.progress_label.setText(label)
         self.progress_bar.setValue(0)
         for widget in (self.progress_label, self.progress_bar, self.cancel_button):
@@ -321,14 +420,40 @@ class MainWindow(QMainWindow):
     # ----------------------------------------------------------------- settings / close
     def _restore_settings(self) -> None:
         geometry = self.settings.value("window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(1400, 900)
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(*PREFERRED_SIZE)
+        self.fit_to_screen()
         state = self.settings.value("window/state")
         if state is not None:
             self.restoreState(state)
             self._on_tab_changed(self.tabs.currentIndex())
+
+    def fit_to_screen(self) -> None:
+        """Shrink and move the window so its frame (title bar included, once shown) lies
+        inside the available geometry of its screen (the desktop minus panels and docks)."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        available = screen.availableGeometry()
+        frame, inner = self.frameGeometry(), self.geometry()
+        extra_w = frame.width() - inner.width()
+        extra_h = frame.height() - inner.height()
+        width = max(1, min(self.width(), available.width() - extra_w))
+        height = max(1, min(self.height(), available.height() - extra_h))
+        if (width, height) != (self.width(), self.height()):
+            self.resize(width, height)
+        frame = self.frameGeometry()
+        x = min(max(frame.x(), available.left()), available.right() + 1 - frame.width())
+        y = min(max(frame.y(), available.top()), available.bottom() + 1 - frame.height())
+        if (x, y) != (frame.x(), frame.y()):
+            self.move(max(x, available.left()), max(y, available.top()))
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._fitted_shown:
+            # The window manager's frame is known only now: fit once more with it.
+            self._fitted_shown = True
+            QTimer.singleShot(0, self.fit_to_screen)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

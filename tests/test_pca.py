@@ -296,7 +296,9 @@ def test_load_handle_sets(tmp_path, small_basis):
     with pytest.raises(InputError, match="another mesh"):
         load_handle_sets([paths[0], foreign])
     bad = tmp_path / "bad.json"
-    bad.write_text('{"format": "shapebench-handle-set", "version": 1, "num_handles": 1, "mesh_hash": "x", "num_vertices": 5, "handle_ids": [1], "offsets": [[1, 2]]}')
+    bad.write_text(
+        '{"format": "shapebench-handle-set", "version": 1, "num_handles": 1, "mesh_hash": "x", "num_vertices": 5, "handle_ids": [1], "offsets": [[1, 2]]}'
+    )
     with pytest.raises(InputError, match="offsets"):
         load_handle_sets([paths[0], bad])
     broken = tmp_path / "broken.json"

@@ -62,5 +62,5 @@ def test_category_checkpoint_gives_its_learned_deformations(tmp_path, monkeypatc
     assert "learned deformations" in CategoryDeformations(str(path)).describe()
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"nope")
-    with pytest.raises(CheckpointError, match="bad.pt"):
+    with pytest.raises(CheckpointError, match=r"bad\.pt"):
         CategoryDeformations(str(bad)).shapes()

@@ -29,6 +29,11 @@ DEFAULT_NUM_HANDLES = 16
 DEMO_TEMPLATE = Path(__file__).resolve().parents[2] / "assets" / "demo_template.ply"
 
 
+#: Where the editing basis starts on the progress bar (reading the mesh, starting a process
+#: and placing the handles come before it).
+BASIS_START = 0.25
+
+
 def _prepare(mesh_or_path, num_handles: int, handle_ids, progress, cancelled):
     """Worker job: load (if a path), place handles, build the editing basis.
 
@@ -52,7 +57,7 @@ def _prepare(mesh_or_path, num_handles: int, handle_ids, progress, cancelled):
             path=mesh.path,
         )
     if handle_ids is None:
-        progress(0.0, f"Placing {num_handles} handles")
+        progress(0.05, f"Placing {num_handles} handles")
         handle_ids = farthest_point_handles(
             torch.from_numpy(mesh.vertices), torch.from_numpy(mesh.faces), num_handles
         )
@@ -64,7 +69,10 @@ def _prepare(mesh_or_path, num_handles: int, handle_ids, progress, cancelled):
         mesh.faces,
         num_handles=len(handle_ids),
         handle_ids=handle_ids,
-        progress=progress,
+        # Placing the handles (geodesic farthest points) took the first part of the bar.
+        progress=lambda fraction, message: progress(
+            BASIS_START + (1 - BASIS_START) * fraction, message
+        ),
         cancel=cancelled,
     )
     return mesh, handle_ids, basis
@@ -105,7 +113,7 @@ def _prepare_in_process(mesh: Mesh, num_handles: int, handle_ids, progress, canc
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     process = ctx.Process(target=_child, args=(mesh, num_handles, handle_ids, queue), daemon=True)
-    progress(0.0, "Starting the precomputation process")
+    progress(0.02, "Starting the precomputation process")
     process.start()
     try:
         while True:
@@ -170,7 +178,8 @@ class MeshSession(QObject):
         busy(bool, str): precomputation started (True, message) / ended (False, "").
         failed(object): loading or precomputation raised this exception; the previous mesh
             and handles stay in place.
-        worker_started(object): a :class:`Worker` was started (the window shows its progress).
+        worker_started(object): a :class:`Worker` is starting (emitted just before it starts,
+            so the window can show its progress from the first message).
     """
 
     mesh_changed = pyqtSignal()
@@ -304,8 +313,10 @@ class MeshSession(QObject):
         worker.cancelled.connect(lambda w=worker: self._on_cancelled(w))
         name = mesh_or_path.path if isinstance(mesh_or_path, Mesh) else mesh_or_path
         self.busy.emit(True, f"Preparing {Path(str(name)).name if name else 'mesh'} ({k} handles)")
-        worker.start()
+        # Announced before it starts, so that whoever shows its progress (the window's status
+        # bar) is connected before the first messages ("Reading ...") are emitted.
         self.worker_started.emit(worker)
+        worker.start()
         return worker
 
     def set_num_handles(self, k: int) -> Worker | None:

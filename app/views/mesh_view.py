@@ -17,6 +17,8 @@ from PyQt6.QtWidgets import QVBoxLayout, QWidget
 from pyvistaqt import QtInteractor
 from vtkmodules.vtkRenderingCore import vtkCellPicker
 
+from app.views.colour_bar import ColourBar
+
 MESH_COLOUR = "#d8c3a5"
 HANDLE_COLOUR = "#2b7bb9"
 SELECTED_COLOUR = "#f2542d"
@@ -50,7 +52,11 @@ class MeshView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.plotter = QtInteractor(self)
-        layout.addWidget(self.plotter.interactor)
+        layout.addWidget(self.plotter.interactor, 1)
+        # The colour bar is a Qt strip below the render area: it never covers the mesh or a
+        # handle dragged to the edge of the view.
+        self.colour_bar = ColourBar(self)
+        layout.addWidget(self.colour_bar)
         self.plotter.set_background("white", top="#b8c6db")
         # FXAA: SSAA renders 4x the pixels, too slow on software GL (llvmpipe) to drag with.
         self.plotter.enable_anti_aliasing("fxaa")
@@ -173,35 +179,25 @@ class MeshView(QWidget):
     ) -> None:
         """Colour by (N,) ``values`` with a colour bar titled ``title``; None: plain colour.
 
-        ``value_range`` (lo, hi) defaults to (0, max(values)).
+        ``value_range`` (lo, hi) defaults to (0, max(values)); values outside it take the end
+        colours. The bar is drawn below the 3D view (:attr:`colour_bar`), labels in ``fmt``.
         """
         if self._mesh_actor is None:
             return
-        if self._scalar_title is not None:
-            self.plotter.remove_scalar_bar(self._scalar_title, render=False)
-            self._scalar_title = None
         mapper = self._mesh_actor.mapper
         if values is None:
             mapper.scalar_visibility = False
+            self._scalar_title = None
+            self.colour_bar.clear()
         else:
             self._poly.point_data["influence"] = np.asarray(values, dtype=np.float64)
             if value_range is None:
                 top = float(np.max(values))
                 value_range = (0.0, top if top > 0 else 1.0)
-            mapper.scalar_range = tuple(float(v) for v in value_range)
+            lo, hi = (float(v) for v in value_range)
+            mapper.scalar_range = (lo, hi)
             mapper.scalar_visibility = True
-            self.plotter.add_scalar_bar(
-                title=title,
-                mapper=mapper,
-                vertical=True,
-                position_x=0.86,
-                position_y=0.2,
-                height=0.6,
-                width=0.06,
-                color="black",
-                fmt=fmt,
-                n_labels=4,
-            )
+            self.colour_bar.set_range(title, lo, hi, mapper.GetLookupTable(), fmt=fmt)
             self._scalar_title = title
         self.request_render()
 
@@ -397,9 +393,18 @@ class MeshView(QWidget):
 
     # ----------------------------------------------------------------- output
     def screenshot(self, path: str) -> None:
-        """Save the 3D view as a PNG of the view's current size."""
-        self._render_now()
-        self.plotter.screenshot(str(path))
+        """Save the 3D view as a PNG of the view's current size, with the colour bar below it
+        when one is shown."""
+        from app.export import save_png
+
+        image = self.image()
+        if self.colour_bar.showing:
+            bar = self.colour_bar.image()
+            width = image.shape[1]
+            strip = np.full((bar.shape[0], width, 3), 255, dtype=np.uint8)
+            strip[:, : min(width, bar.shape[1])] = bar[:, :width]
+            image = np.concatenate([image, strip], axis=0)
+        save_png(image, path)
 
     def image(self) -> np.ndarray:
         """(H,W,3) uint8 RGB of the 3D view as rendered now."""

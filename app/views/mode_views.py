@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 import pyvista as pv
+from PyQt6.QtCore import QSize
 from PyQt6.QtWidgets import QVBoxLayout, QWidget
 from pyvistaqt import QtInteractor
 
@@ -306,6 +307,11 @@ class VarianceChart(pg.PlotWidget):
             symbolBrush="#d62728",
         )
         self.heights = np.zeros(0)
+
+    def sizeHint(self) -> QSize:
+        """Modest: docked under the Modes controls, it takes the height they leave (on a
+        1280 x 800 screen the controls need most of it)."""
+        return QSize(400, 200)
 
     def set_ratios(self, ratios: np.ndarray) -> None:
         """Show ``ratios`` (M,) fractions of the total variance."""

@@ -80,6 +80,19 @@ class NumericItem(QTableWidgetItem):
         return float(mine) < float(theirs)
 
 
+def evaluation_text(spec: str, sequence) -> str:
+    """Which data the table's numbers are on, e.g. ``"on synthetic:human?frames=2000&split=test:
+    held-out motions (not in any training set), all 2,000 frames"``."""
+    name = Path(spec).name if Path(spec).suffix else spec
+    if "split=test" in spec:
+        kind = "held-out motions (not in any training set)"
+    elif Path(spec).suffix:
+        kind = "the loaded file"
+    else:
+        kind = "the loaded data set"
+    return f"on {name or 'the loaded data'}: {kind}, all {sequence.num_frames:,} frames"
+
+
 def format_metric(value: float) -> str:
     """How the table prints a metric: 4 decimals, as ``python main.py evaluate`` prints it."""
     return f"{value:.4f}"
@@ -98,6 +111,7 @@ class CompareWorkspace(QWidget):
         self._shown_once = False
         self._edges = None
         self._filling = False
+        self._spec = ""
         self._build()
         self._connect()
         self._update_buttons()
@@ -140,9 +154,13 @@ class CompareWorkspace(QWidget):
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(COL_E3D, Qt.SortOrder.AscendingOrder)  # best first
         self.table.setMinimumHeight(120)
+        # The numbers depend on the data: say which (the Training tab's are on its own data).
+        self.data_label = QLabel("No data loaded.")
+        self.data_label.setWordWrap(True)
         self.units_label = QLabel("MPJPE in the ground truth's units; e3D = mean ‖X−X̂‖/‖X‖.")
         self.units_label.setWordWrap(True)
         table_layout = QVBoxLayout(table_box)
+        table_layout.addWidget(self.data_label)
         table_layout.addWidget(self.table)
         table_layout.addWidget(self.units_label)
 
@@ -280,6 +298,7 @@ class CompareWorkspace(QWidget):
             return False
         try:
             sequence = load_dataset(spec)
+            self._spec = spec
             self.model.set_sequence(sequence)
         except (InputError, OSError) as exc:
             self._error("Cannot load data", exc)
@@ -392,6 +411,8 @@ class CompareWorkspace(QWidget):
     # ------------------------------------------------------------------ table and views
     def _on_sequence(self, sequence) -> None:
         self._edges = skeleton_edges(sequence)
+        self.data_label.setText("MPJPE and e3D " + evaluation_text(self._spec, sequence))
+        self._show_counts()
         self.frame_bar.set_count(sequence.num_frames)
         last = sequence.num_frames - 1
         for spin in (self.export_from, self.export_to):
@@ -422,6 +443,19 @@ class CompareWorkspace(QWidget):
             self.table.setItem(r, COL_E3D, NumericItem(e3d, format_metric(e3d)))
         self.table.setSortingEnabled(True)
         self._filling = False
+        self._show_counts()
+
+    def _show_counts(self) -> None:
+        """This tab's status-bar counts: the sequence and the methods compared on it."""
+        sequence = self.model.sequence
+        if sequence is None or self.window_ is None or not hasattr(self.window_, "set_counts_text"):
+            return
+        methods = len(self.model.methods)
+        self.window_.set_counts_text(
+            f"{sequence.num_frames:,} frames, {sequence.num_points} points, "
+            f"{methods} method{'s' if methods != 1 else ''} compared",
+            self,
+        )
 
     def table_values(self) -> dict[str, dict[str, float]]:
         """The table's rows: method name -> {'mpjpe', 'e3d'} at full precision (the values the

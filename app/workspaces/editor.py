@@ -39,6 +39,30 @@ EXPORT_FILTER = "PLY (*.ply);;OBJ (*.obj);;STL (*.stl)"
 HANDLES_FILTER = "Handle sets (*.json);;All files (*)"
 
 
+#: Percentiles of a row's log10 weights that span the influence colour scale (see
+#: :func:`influence_colour_range`).
+INFLUENCE_PERCENTILES = (1.0, 99.0)
+
+
+def influence_colour_range(log_weights: np.ndarray) -> tuple[float, float]:
+    """The colour range for (N,) log10 weights of one row of A: their 1st to 99th percentile.
+
+    The authors' initial A (softmax of -16 log d) gives the handle's own vertex a weight of
+    about 1 and every other vertex 1e-30 to 1e-56: a scale from the row's minimum to its
+    maximum (or the top few decades below the maximum) paints all but a vertex or two one
+    flat colour. The percentile range spreads the colours over the vertices (how the weight
+    falls off over the surface); the ~1 % of vertices beyond either end take the end colour.
+    """
+    values = np.asarray(log_weights, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(values, INFLUENCE_PERCENTILES))
+    if hi - lo < 1e-6:  # (nearly) uniform row: one decade around it
+        lo, hi = min(lo, float(values.max()) - 1.0), float(values.max())
+    return lo, hi
+
+
 class EditorWorkspace(QWidget):
     """The "Editor" tab. Public entry points: :meth:`open_mesh`, :meth:`open_demo`."""
 
@@ -50,6 +74,8 @@ class EditorWorkspace(QWidget):
         self.window_ = window
         self.session = MeshSession(self)
         self.view = MeshView(self)
+        # Colouring comes with every selection: keep the bar's room so the view never jumps.
+        self.view.colour_bar.reserve()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
@@ -64,7 +90,10 @@ class EditorWorkspace(QWidget):
         s.history_changed.connect(self._on_history_changed)
         s.busy.connect(self._on_busy)
         s.failed.connect(self._on_failed)
-        s.worker_started.connect(lambda w: self.window_.track_worker(w, "Preparing handles…"))
+        s.worker_started.connect(
+            lambda w: self.window_.track_worker(w, self._busy_message or "Preparing handles…")
+        )
+        self._busy_message = ""
 
         self.view.handle_pressed.connect(self._on_handle_pressed)
         self.view.drag_started.connect(self.session.begin_drag)
@@ -381,7 +410,7 @@ class EditorWorkspace(QWidget):
             spin.setSingleStep(size / 100.0)
         self._set_editing_enabled(True)
         self.window_.set_counts_text(
-            f"{len(s.vertices):,} vertices, {len(s.faces):,} faces, {s.num_handles} handles"
+            f"{len(s.vertices):,} vertices, {len(s.faces):,} faces, {s.num_handles} handles", self
         )
         problems = s.quality.problems()
         self.quality_label.setText("; ".join(problems) if problems else "closed, manifold")
@@ -412,11 +441,21 @@ class EditorWorkspace(QWidget):
         self._update_influence()
 
     def _show_current_offset(self) -> None:
+        """The current handle's offset in the fields; no selection: empty, disabled fields
+        (so no stale offset stays on view, ready to be applied to nothing)."""
         s = self.session
-        if s.ready and s.selection:
+        selected = bool(s.ready and s.selection)
+        for spin in self.offset_spins:
+            spin.setEnabled(selected)
+            # An empty special-value text shows a blank field at the minimum.
+            spin.setSpecialValueText("" if selected else " ")
+        if selected:
             offset = s.offsets[s.selection[-1]]
             for spin, value in zip(self.offset_spins, offset):
                 spin.setValue(float(value))
+        else:
+            for spin in self.offset_spins:
+                spin.setValue(spin.minimum())
 
     def _update_influence(self) -> None:
         s = self.session
@@ -429,12 +468,10 @@ class EditorWorkspace(QWidget):
                 # Softmax weights initialised as d^-16 span tens of decades: a linear scale
                 # would show one hot vertex, log10 shows how the weight falls off.
                 values = np.log10(np.maximum(s.influence(handle), 1e-300))
-                top = float(values.max())
-                bottom = max(float(values.min()), top - 80.0)
                 self.view.set_scalars(
-                    np.maximum(values, bottom),
+                    values,
                     f"log10 weight, handle {handle}",
-                    value_range=(bottom, top),
+                    value_range=influence_colour_range(values),
                     fmt="%.0f",
                 )
         else:
@@ -446,10 +483,9 @@ class EditorWorkspace(QWidget):
 
     def _on_busy(self, busy: bool, message: str) -> None:
         self.reinit_button.setEnabled(not busy and self.session.mesh is not None)
-        if busy:
-            self.window_.statusBar().showMessage(message)
-        else:
-            self.window_.statusBar().clearMessage()
+        # The message goes to the window's progress label with the worker (worker_started
+        # follows): one message in the status bar, not a second one drawn over it.
+        self._busy_message = message if busy else ""
 
     def _on_failed(self, exc: BaseException) -> None:
         self.window_.show_error("Cannot open the mesh", exc)

@@ -3,7 +3,7 @@
 Left, Figure 2's layout in one PyVista window of 3 x 3 linked views: the mean shape in the
 centre, mode 1 at -k / +k sigma left and right of it, mode 2 above and below, mode 3 on the
 diagonal. Right, one large view of ``mean + sum_i c_i sigma_i mode_i`` whose coefficients are
-scrubbed with one slider per mode (the first five) or swept by Animate. Docks hold the source
+scrubbed with one slider per computed mode or swept by Animate. Docks hold the source
 (demo template deformations, a PRN checkpoint's reconstructions, handle-set files, mesh files),
 k, the sliders, export buttons and the explained-variance bar chart. PCA runs on a Worker.
 Shapes are meshes (faces) or skeletons (points and bones), whichever the source gives.
@@ -23,11 +23,13 @@ from PyQt6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSlider,
     QSpinBox,
     QSplitter,
@@ -40,7 +42,7 @@ from app.views.mode_views import ExploreView, LayoutView, VarianceChart
 from app.workers import Worker
 from engine.analysis import shape_sources
 
-NUM_SLIDERS = 5
+MAX_VISIBLE_SLIDERS = 5  # slider rows shown at once (the area keeps this height); more scroll
 SLIDER_STEPS = 100  # slider ticks per sigma
 SLIDER_SIGMAS = 3  # slider range: +/- this many sigma
 MESH_SUFFIXES = "Meshes (*.ply *.obj *.stl *.vtk *.vtp)"
@@ -150,32 +152,31 @@ class ModesWorkspace(QWidget):
         self.k_spin.setValue(self.session.k)
         self.k_spin.valueChanged.connect(self.session.set_k)
         grid.addWidget(self.k_spin, 0, 1, 1, 2)
+        # One slider per computed mode (rows are added when a PCA with more modes arrives);
+        # beyond MAX_VISIBLE_SLIDERS rows the list scrolls, so the buttons below stay in view.
         self.sliders: list[QSlider] = []
         self.slider_labels: list[QLabel] = []
         self.slider_values: list[QLabel] = []
-        for i in range(NUM_SLIDERS):
-            label = QLabel(f"Mode {i + 1}")
-            slider = QSlider(Qt.Orientation.Horizontal)
-            slider.setRange(-SLIDER_SIGMAS * SLIDER_STEPS, SLIDER_SIGMAS * SLIDER_STEPS)
-            slider.setPageStep(SLIDER_STEPS // 2)
-            slider.valueChanged.connect(partial(self._on_slider, i))
-            value = QLabel("+0.00\u03c3")
-            value.setMinimumWidth(52)
-            grid.addWidget(label, i + 1, 0)
-            grid.addWidget(slider, i + 1, 1)
-            grid.addWidget(value, i + 1, 2)
-            self.sliders.append(slider)
-            self.slider_labels.append(label)
-            self.slider_values.append(value)
+        sliders_panel = QWidget()
+        self._sliders_grid = QGridLayout(sliders_panel)
+        self._sliders_grid.setContentsMargins(0, 0, 0, 0)
+        self.sliders_area = QScrollArea()
+        self.sliders_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.sliders_area.setWidgetResizable(True)
+        self.sliders_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.sliders_area.setWidget(sliders_panel)
+        grid.addWidget(self.sliders_area, 1, 0, 1, 3)
+        self._ensure_sliders(MAX_VISIBLE_SLIDERS)
+        self._fit_sliders_area()
         self.reset_button = QPushButton("Mean shape")
         self.reset_button.clicked.connect(self.session.reset_coefficients)
-        grid.addWidget(self.reset_button, NUM_SLIDERS + 1, 0)
+        grid.addWidget(self.reset_button, 2, 0)
         self.animate_mode = QComboBox()
         self.animate_button = QPushButton("Animate")
         self.animate_button.setCheckable(True)
         self.animate_button.toggled.connect(self.set_animating)
-        grid.addWidget(self.animate_mode, NUM_SLIDERS + 1, 1)
-        grid.addWidget(self.animate_button, NUM_SLIDERS + 1, 2)
+        grid.addWidget(self.animate_mode, 2, 1)
+        grid.addWidget(self.animate_button, 2, 2)
         column.addWidget(modes_box)
 
         export_box = QGroupBox("Export")
@@ -317,6 +318,10 @@ class ModesWorkspace(QWidget):
         if self.choose_files():
             self.compute(self.source_from_controls())
 
+    def open_category_checkpoint(self, path: str) -> None:
+        """Use a category checkpoint's learned deformations (computed when the tab is shown)."""
+        self.open_checkpoint(path, kind="category")
+
     def open_checkpoint(self, path: str, kind: str = "checkpoint") -> None:
         """Use a PRN checkpoint's reconstructions (``kind="checkpoint"``) or a category
         checkpoint's learned deformations (``"category"``), computed when the tab is shown."""
@@ -367,14 +372,15 @@ class ModesWorkspace(QWidget):
         result = self.session.result
         count = self.session.num_modes
         ratios = np.zeros(0) if result is None else result.explained_variance_ratio.numpy()
-        for i in range(NUM_SLIDERS):
+        self._ensure_sliders(count)
+        for i in range(len(self.sliders)):
             visible = i < count
             for widget in (self.sliders[i], self.slider_labels[i], self.slider_values[i]):
                 widget.setVisible(visible)
             if visible:
                 self.slider_labels[i].setText(f"Mode {i + 1} ({100 * ratios[i]:.1f}%)")
         self.animate_mode.clear()
-        for i in range(min(count, NUM_SLIDERS)):
+        for i in range(count):
             self.animate_mode.addItem(f"mode {i + 1}", i)
         for widget in (self.animate_button, self.png_button, self.sweep_button, self.reset_button):
             widget.setEnabled(result is not None)
@@ -384,6 +390,33 @@ class ModesWorkspace(QWidget):
             self.window.set_counts_text(
                 f"{result.num_samples:,} shapes, {points:,} points, {count} modes"
             )
+
+    def _ensure_sliders(self, count: int) -> None:
+        """Create slider rows until there are ``count`` (rows are kept, hidden, when fewer
+        modes are computed later)."""
+        while len(self.sliders) < count:
+            i = len(self.sliders)
+            label = QLabel(f"Mode {i + 1}")
+            slider = QSlider(Qt.Orientation.Horizontal)
+            slider.setRange(-SLIDER_SIGMAS * SLIDER_STEPS, SLIDER_SIGMAS * SLIDER_STEPS)
+            slider.setPageStep(SLIDER_STEPS // 2)
+            slider.valueChanged.connect(partial(self._on_slider, i))
+            value = QLabel("+0.00\u03c3")
+            value.setMinimumWidth(52)
+            self._sliders_grid.addWidget(label, i, 0)
+            self._sliders_grid.addWidget(slider, i, 1)
+            self._sliders_grid.addWidget(value, i, 2)
+            self.sliders.append(slider)
+            self.slider_labels.append(label)
+            self.slider_values.append(value)
+
+    def _fit_sliders_area(self) -> None:
+        """Room for MAX_VISIBLE_SLIDERS rows whatever the number of modes (then it scrolls):
+        the panel keeps its height, so the docks' split does not change with each PCA."""
+        row = max(self.slider_labels[0].sizeHint().height(), self.sliders[0].sizeHint().height())
+        spacing = max(self._sliders_grid.verticalSpacing(), 0)
+        rows = MAX_VISIBLE_SLIDERS
+        self.sliders_area.setFixedHeight(rows * row + (rows - 1) * spacing)
 
     def _on_slider(self, mode: int, value: int) -> None:
         sigma = value / SLIDER_STEPS

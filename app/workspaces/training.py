@@ -6,7 +6,7 @@ of the current frame beside the 3D reconstruction, a frame bar (play/pause, spee
 toggle) and the live loss curves (log scale).
 
 State lives in :class:`app.models.training_session.TrainingSession`; training runs on its worker
-thread and this widget only redraws on the session's throttled updates (~10 per second), so the
+thread and this widget only redraws on the session's throttled updates (~4 per second), so the
 window stays responsive while it trains. While a run is in progress the 3D view shows the live
 prediction of the configured preview frame; otherwise it shows the trained network's
 reconstruction of the frame under the slider (or the ground truth when nothing is trained).
@@ -52,7 +52,13 @@ from app.views.skeleton_view import SkeletonView
 from engine.core.errors import InputError
 from engine.io.keypoints import skeleton_edges
 
-CURVES_INTERVAL_S = 0.3
+# While a run trains, the window redraws at most this often (seconds of wall clock). Every
+# redraw runs on the GUI thread and holds the GIL (pyqtgraph paints in Python, VTK renders in
+# software on this machine's CPUs), which the training thread then waits for: at 0.3 s for the
+# curves and a preview per update (10 per second) the window trained at about half the
+# command line's speed (benchmarks/gui_training_speed.py).
+CURVES_INTERVAL_S = 2.0
+PREVIEW_INTERVAL_S = 2.0
 
 # Labels of the TrainConfig fields in the form; a field missing here is shown under its own name,
 # so settings added to TrainConfig later appear without changes here. The data set comes from
@@ -137,6 +143,7 @@ class TrainingWorkspace(QWidget):
         self._preview: np.ndarray | None = None
         self._preview_source = None
         self._curves_drawn_at = 0.0
+        self._preview_drawn_at = 0.0
         self._edges: np.ndarray | None = None
         self._build()
         self._connect()
@@ -182,6 +189,7 @@ class TrainingWorkspace(QWidget):
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("%p %")
         self.eta_label = QLabel("Not started.")
         self.metrics_label = QLabel("Metrics: —")
         self.metrics_label.setWordWrap(True)
@@ -232,6 +240,7 @@ class TrainingWorkspace(QWidget):
 
         self.points2d = Points2DPlot(title="2D input")
         self.view3d = SkeletonView(title="3D reconstruction")
+        self._smooth_samples = self.view3d.plotter.render_window.GetMultiSamples()
         views = QSplitter(Qt.Orientation.Horizontal)
         views.addWidget(self.points2d)
         views.addWidget(self.view3d)
@@ -374,7 +383,7 @@ class TrainingWorkspace(QWidget):
         # One range for the whole sequence: frames reaching further are not clipped.
         self.points2d.fit_to(sequence.points2d, sequence.visibility)
         if self.window_ is not None and hasattr(self.window_, "set_counts_text"):
-            self.window_.set_counts_text(sequence_summary(sequence))
+            self.window_.set_counts_text(sequence_summary(sequence), self)
         self._update_buttons()
 
     # ------------------------------------------------------------------ form
@@ -509,6 +518,8 @@ class TrainingWorkspace(QWidget):
 
     def _on_state(self, state: str) -> None:
         self._update_buttons()
+        self._sync_progress()
+        self._set_live_rendering(state in ("running", "paused"))
         if state in ("stopped", "finished", "failed"):
             self.eta_label.setText(
                 f"{state.capitalize()} at step {self.session.trainer.step}."
@@ -544,18 +555,20 @@ class TrainingWorkspace(QWidget):
     # ------------------------------------------------------------------ live updates
     def _on_update(self, update: Update) -> None:
         event = update.event
-        self.progress_bar.setValue(round(1000 * event.step / max(event.total_steps, 1)))
-        self.eta_label.setText(
-            f"Step {event.step:,} / {event.total_steps:,} · {event.elapsed_s:.1f} s elapsed · "
-            f"{_duration(event.eta_s)} left"
-        )
+        if self.session.state in ("running", "paused"):
+            self._set_progress(round(1000 * event.step / max(event.total_steps, 1)), "%p %")
+        self.eta_label.setText(self._run_text(event))
         self._redraw_curves(throttle=True)
-        # Previews come every few steps; redraw the 3D view only for a new one.
+        # Previews come every few steps; redraw the 3D view only for a new one, and at most
+        # every PREVIEW_INTERVAL_S (each is a software render on the GUI thread).
+        now = time.monotonic()
         if (
             update.preview is not None
             and update.preview is not self._preview_source
             and self.session.state == "running"
+            and now - self._preview_drawn_at >= PREVIEW_INTERVAL_S
         ):
+            self._preview_drawn_at = now
             self._preview_source = update.preview
             self._preview = np.asarray(update.preview, dtype=np.float64)
             self._draw_3d(
@@ -565,6 +578,54 @@ class TrainingWorkspace(QWidget):
             )
         if self.window_ is not None and hasattr(self.window_, "mark_updated"):
             self.window_.mark_updated()
+
+    def _set_live_rendering(self, live: bool) -> None:
+        """Live previews render without anti-aliasing: with software GL (no GPU) the 4x
+        multisampled render cost about three plain ones of the CPU the training shares (FXAA
+        as much); the smooth picture comes back when the run ends."""
+        window = self.view3d.plotter.render_window
+        if window is None:  # the window closed while a run was ending
+            return
+        samples = 0 if live else self._smooth_samples
+        if window.GetMultiSamples() != samples:
+            window.SetMultiSamples(samples)
+
+    def _run_text(self, event) -> str:
+        """The line under the progress bar during a run: steps, time, and what is left (no
+        time left while paused: a paused run is not finishing)."""
+        text = f"Step {event.step:,} / {event.total_steps:,} · {event.elapsed_s:.1f} s elapsed · "
+        if self.session.state == "paused":
+            return text + "paused"
+        return text + f"{_duration(event.eta_s)} left"
+
+    def _set_progress(self, value: int, fmt: str) -> None:
+        """Set the progress bar without QProgressBar's immediate repaint (a synchronous paint
+        and X round trip on the GUI thread at every update): it paints with the next frame."""
+        bar = self.progress_bar
+        if bar.value() == value and bar.format() == fmt:
+            return
+        bar.setUpdatesEnabled(False)
+        bar.setFormat(fmt)
+        bar.setValue(value)
+        bar.setUpdatesEnabled(True)  # schedules one ordinary repaint
+
+    def _sync_progress(self) -> None:
+        """The progress bar as the state says: empty before anything ran; the run's fraction
+        while it runs and after; a loaded checkpoint's steps out of its configured ones."""
+        state, trainer = self.session.state, self.session.trainer
+        if trainer is None:
+            if state not in ("running", "paused"):  # (a run builds its trainer first)
+                self._set_progress(0, "%p %")
+            return
+        if state in ("running", "paused"):
+            return  # the run's updates set it
+        step, total = trainer.step, max(trainer.config.iterations, trainer.step, 1)
+        if state == "loaded":
+            self._set_progress(
+                round(1000 * step / total), f"checkpoint: step {step:,} of {total:,}"
+            )
+        else:
+            self._set_progress(round(1000 * step / total), f"step {step:,} of {total:,}")
 
     def _reset_history(self) -> None:
         self.loss_curves.clear_history()
@@ -587,9 +648,7 @@ class TrainingWorkspace(QWidget):
             self.loss_curves.append(list(range(start + 1, start + 1 + len(entries))), entries)
             self._history_shown += len(entries)
             self.loss_curves.redraw()
-        if self.session.state not in ("running", "paused"):
-            step, total = trainer.step, max(trainer.config.iterations, trainer.step, 1)
-            self.progress_bar.setValue(round(1000 * step / total))
+        self._sync_progress()
 
     def _show_metrics(self, metrics: dict) -> None:
         if not metrics:
@@ -601,12 +660,35 @@ class TrainingWorkspace(QWidget):
         if "mpjpe" in metrics:
             parts.append(f"MPJPE {metrics['mpjpe']:.4g}")
         parts += [f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("e3d", "mpjpe")]
-        self.metrics_label.setText("Metrics: " + " · ".join(parts))
+        text = "Metrics: " + " · ".join(parts)
+        where = self._metrics_data_text()
+        self.metrics_label.setText(text + (f" {where}" if where else ""))
+
+    def _metrics_data_text(self) -> str:
+        """Which data the metrics are on: the training data (the Compare tab scores on
+        held-out data, so the two numbers differ), and how many of its frames."""
+        from engine.prn.training import EVAL_MAX_FRAMES
+
+        session = self.session
+        frames = None
+        if session.state == "loaded" and session.checkpoint is not None:
+            frames = session.checkpoint.data_description.get("num_frames")
+        elif session.trainer is not None:
+            frames = session.trainer.sequence.num_frames
+        spec = session.config.data
+        name = Path(spec).name if Path(spec).suffix else spec
+        if not frames:
+            return f"on {name} (training data)"
+        frames = int(frames)
+        used = min(frames, EVAL_MAX_FRAMES)
+        count = f"{frames:,} frames" if used == frames else f"{used:,} of its {frames:,} frames"
+        return f"on {name} (training data, {count})"
 
     def _on_checkpoint_loaded(self, checkpoint) -> None:
         self._fill_form(checkpoint.requested_config())
         self.checkpoint_info.setPlainText(checkpoint_summary(checkpoint))
         self.eta_label.setText(f"Loaded checkpoint at step {checkpoint.step}.")
+        self._sync_progress()
         self._view_mode = ""
         self._redraw_curves()
         self._show_frame(self.frame_bar.frame)

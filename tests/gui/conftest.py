@@ -1,9 +1,12 @@
 """Shared GUI fixtures: a real MainWindow under Xvfb with settings isolated from the user's.
 
 ``main_window`` is the full window (all workspaces), shown and exposed, with its own QSettings
-file in ``tmp_path``; it is closed (PyVista interactors too) at teardown. pytest-xvfb's default
-screen is 800x600, so the window is sized to fit in it: a window larger than the screen would
-render partly off-screen and make pixel checks meaningless.
+file in ``tmp_path``; it is closed (PyVista interactors too) at teardown. It is sized to
+800x600, inside the test screen (1280x800, set in pyproject.toml): a window larger than the
+screen would render partly off-screen and make pixel checks meaningless.
+
+``fitted_window`` is the same window left at the size it chooses itself on that screen (no
+resize), as a user first sees it.
 """
 
 from __future__ import annotations
@@ -45,5 +48,20 @@ def main_window(qtbot, settings):
     window.move(0, 0)
     window.show()
     qtbot.waitExposed(window)
+    yield window
+    window.close()
+
+
+@pytest.fixture
+def fitted_window(qtbot, settings):
+    """The real main window at the size it opens at by itself (fresh settings); closed at
+    teardown."""
+    from app.main_window import MainWindow
+
+    window = MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    qtbot.wait(50)  # the fit to the screen once the frame is known (a queued call)
     yield window
     window.close()

@@ -226,3 +226,13 @@ def test_demo_comparison_opens_when_the_tab_is_first_shown(
     assert ws.model.sequence.description["split"] == "test"
     assert ws.linked.count == 3
     assert not errors
+
+
+def test_metrics_name_the_data_they_are_on(workspace, qtbot, errors):
+    ws = workspace
+    label = ws.data_label
+    assert label.isVisible()
+    assert "heldout.npz" in label.text() and "all 48 frames" in label.text(), label.text()
+    assert ws.load_data(EVAL_DATA), errors
+    text = label.text()
+    assert f"on {EVAL_DATA}: held-out motions" in text and "all 48 frames" in text, text

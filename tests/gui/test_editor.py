@@ -242,3 +242,137 @@ def test_non_manifold_mesh_opens_with_its_quality_report(editor, qtbot, main_win
     assert "1 non-manifold edges" in editor.quality_label.text()
     assert "fin.ply" in main_window.statusBar().currentMessage()
     assert "non-manifold" in main_window.statusBar().currentMessage()
+
+
+def _hues(image: np.ndarray) -> np.ndarray:
+    """Hue in degrees of the saturated pixels of an RGB image (the coloured mesh: the
+    background gradient is nearly grey)."""
+    from matplotlib.colors import rgb_to_hsv
+
+    hsv = rgb_to_hsv(image[..., :3].reshape(-1, 3) / 255.0)
+    return 360.0 * hsv[hsv[:, 1] > 0.4, 0]
+
+
+def test_weight_colouring_shows_spread_and_its_bar_covers_nothing(
+    editor, qtbot, main_window, tmp_path
+):
+    from PyQt6.QtCore import QRect
+
+    session, view = editor.session, editor.view
+    handle, _ = _visible_handle(editor)
+    editor.handles_action.setChecked(False)  # the mesh's own colours only
+    session.select([handle])
+    qtbot.wait(50)
+    assert editor.influence_mode.currentData() == "weights"
+    hues = _hues(view.image())
+    assert len(hues) > 5000, "the mesh is coloured"
+    q1, q3 = np.percentile(hues, [25, 75])
+    assert q3 - q1 > 40, f"the colours are spread over the mesh (hue IQR {q3 - q1:.0f} deg)"
+
+    # The colour bar is below the 3D view, outside it, and labelled without "-0".
+    bar = view.colour_bar
+    interactor = view.plotter.interactor
+    assert bar.isVisible() and bar.showing and bar.title == f"log10 weight, handle {handle}"
+    bar_rect = QRect(bar.mapTo(main_window, QPoint(0, 0)), bar.size())
+    view_rect = QRect(interactor.mapTo(main_window, QPoint(0, 0)), interactor.size())
+    assert not bar_rect.intersects(view_rect) and bar_rect.top() >= view_rect.bottom()
+    assert main_window.rect().contains(bar_rect)
+    labels = bar.labels()[1:]
+    assert len(labels) >= 3 and not any(text.startswith("-0") for text in labels), labels
+    editor.influence_mode.setCurrentIndex(editor.influence_mode.findData("response"))
+    assert bar.labels()[1] == "0", bar.labels()  # the motion scale starts at zero
+    # A screenshot (Ctrl+P) keeps the bar: the 3D view with the strip below it.
+    import imageio.v3 as iio
+
+    view.screenshot(str(tmp_path / "coloured.png"))
+    shot, picture = iio.imread(tmp_path / "coloured.png"), view.image()
+    assert shot.shape[0] == picture.shape[0] + bar.height() and shot.shape[1] == picture.shape[1]
+
+    # A handle dragged to the right edge of the view, where the bar used to be, shows.
+    editor.handles_action.setChecked(True)
+    w, h = interactor.width(), interactor.height()
+    target = np.array([0.875 * w, 0.5 * h])
+    start = session.handle_targets()[handle]
+    depth = view._display_depth(start)
+    world = view._display_to_world(*view._widget_to_display(*target), depth)
+    session.set_offset([handle], session.offsets[handle] + (world - start))
+    qtbot.wait(50)
+    at = view.world_to_widget(session.handle_targets()[handle : handle + 1])[0]
+    np.testing.assert_allclose(at, target, atol=2)
+    patch = view.image()[round(at[1]) - 4 : round(at[1]) + 5, round(at[0]) - 4 : round(at[0]) + 5]
+    red = (patch[..., 0].astype(int) - patch[..., 2] > 80) & (patch[..., 0] > 150)
+    assert red.sum() >= 10, "the selected (red) handle is drawn there, not covered"
+
+
+def test_escape_clears_the_selection_and_its_offset_fields(editor, qtbot, main_window):
+    session = editor.session
+    session.select([3])
+    for spin, value in zip(editor.offset_spins, (0.1, 0.0, -0.2)):
+        spin.setValue(value)
+    editor.apply_offset_button.click()
+    assert [spin.text() for spin in editor.offset_spins] == ["0.1000", "0.0000", "-0.2000"]
+    main_window.activateWindow()
+    qtbot.waitUntil(main_window.isActiveWindow, timeout=5000)
+    editor.view.plotter.interactor.setFocus()
+    QTest.keyClick(main_window, Qt.Key.Key_Escape)
+    qtbot.wait(20)
+    assert session.selection == ()
+    assert editor.selection_label.text().startswith("none")
+    for spin in editor.offset_spins:
+        assert spin.text().strip() == "" and not spin.isEnabled()
+    assert not editor.apply_offset_button.isEnabled()
+    session.select([3])  # selecting again shows that handle's offset
+    assert [spin.text() for spin in editor.offset_spins] == ["0.1000", "0.0000", "-0.2000"]
+    assert all(spin.isEnabled() for spin in editor.offset_spins)
+
+
+def test_large_mesh_shows_one_message_and_the_workers_progress(
+    editor, qtbot, main_window, monkeypatch, tmp_path
+):
+    from PyQt6.QtCore import QTimer
+
+    import app.models.mesh_session as mesh_session
+
+    # The demo's 2,562-vertex sphere takes the large-mesh path: a separate process.
+    monkeypatch.setattr(mesh_session, "PROCESS_THRESHOLD", 1000)
+    path = tmp_path / "sphere.ply"
+    save_mesh(path, *icosphere(4))
+    bar, label, status = (
+        main_window.progress_bar,
+        main_window.progress_label,
+        main_window.statusBar(),
+    )
+    ticks, shots = [], []
+
+    def tick() -> None:
+        ticks.append(
+            (status.currentMessage(), label.isVisible(), label.text(), bar.isVisible(), bar.value())
+        )
+        if bar.isVisible() and bar.value() >= 250 and not shots:
+            shots.append((bar.value(), bar.grab().toImage()))
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(20)
+    with qtbot.waitSignal(editor.session.mesh_changed, timeout=120_000):
+        editor.open_mesh(path, num_handles=8)
+    timer.stop()
+    assert editor.session.num_handles == 8 and len(editor.session.vertices) == 2562
+    busy = [t for t in ticks if t[3]]
+    assert busy, "the progress bar showed while the mesh was prepared"
+    both = [t for t in ticks if t[0] and t[1]]
+    assert not both, f"two messages at once: {both[:3]}"
+    assert {t[2] for t in busy} >= {"Starting the precomputation process"}, {t[2] for t in busy}
+    values = [t[4] for t in busy]
+    assert any(0 < v < 1000 for v in values) and values == sorted(values), values
+    # The bar is drawn filled in proportion (the highlight colour spans that part of it).
+    value, image = shots[0]
+    highlight = main_window.palette().color(main_window.palette().ColorRole.Highlight)
+    row = image.height() // 2
+    filled = sum(
+        1
+        for x in range(image.width())
+        if abs(image.pixelColor(x, row).blue() - highlight.blue()) < 40
+        and abs(image.pixelColor(x, row).red() - highlight.red()) < 40
+    )
+    assert filled > 0.5 * value / 1000 * image.width(), (filled, value, image.width())

@@ -163,7 +163,8 @@ def test_skeleton_modes_draw_points_and_bones(main_window, qtbot):
     np.testing.assert_allclose(shown, expected.reshape(-1, 3).numpy(), atol=1e-12)
     bones = np.asarray(ws.explore_view.shape.datasets[0].points)
     np.testing.assert_allclose(bones, shown)
-    assert [s.isVisible() for s in ws.sliders] == [True] * 5
+    assert [s.isVisible() for s in ws.sliders[:6]] == [True] * 6  # one per computed mode
+    assert not any(s.isVisible() for s in ws.sliders[6:])
     image = ws.explore_view.render_image()
     assert (image.sum(axis=2) < 600).mean() > 0.001  # something other than the white background
 
@@ -206,7 +207,8 @@ def test_handle_set_source_and_refusal_keeps_previous(main_window, qtbot, tmp_pa
     _wait_result(qtbot, ws)
     first = ws.session.result
     assert first.num_samples == 4 and first.num_modes == 3 and ws.session.kind == "mesh"
-    assert [s.isVisible() for s in ws.sliders] == [True, True, True, False, False]
+    assert [s.isVisible() for s in ws.sliders[:3]] == [True] * 3
+    assert not any(s.isVisible() for s in ws.sliders[3:])
     assert not errors
 
     foreign = _handle_set(
@@ -243,3 +245,35 @@ def test_open_checkpoint_shows_prn_reconstruction_modes(main_window, qtbot, tmp_
     assert ws.session.kind == "skeleton" and ws.session.result.num_samples == 120
     assert ws.session.data.edges.shape == (16, 2)
     assert "tiny.pt" in ws.session.data.description
+
+
+def test_one_slider_per_computed_mode_scrolls_into_view(main_window, qtbot):
+    from engine.analysis.sources import align_shapes
+    from engine.io.keypoints import load_dataset
+
+    ws = _modes_ws(main_window)
+    ws._pending = None
+    main_window.show_workspace(ws)
+    seq = load_dataset("synthetic:human?frames=80")
+    result = pca(align_shapes(seq.points3d), 12, device="cpu")
+    ws.session.set_modes(ModesData(result=result, edges=np.asarray(seq.edges), description="x"))
+    qtbot.wait(50)
+    assert result.num_modes == 12
+    shown = [i for i, s in enumerate(ws.sliders) if s.isVisible()]
+    assert shown == list(range(12)), shown
+    labels = [ws.slider_labels[i].text() for i in shown]
+    assert labels[11].startswith("Mode 12 (") and labels[0].startswith("Mode 1 (")
+    assert ws.animate_mode.count() == 12
+    # The last slider lies below the scroll area's view until scrolled to, then shows whole.
+    last = ws.sliders[11]
+    assert last.visibleRegion().isEmpty()
+    ws.sliders_area.ensureWidgetVisible(last)
+    qtbot.wait(20)
+    assert last.visibleRegion().boundingRect() == last.rect()
+    assert ws.reset_button.visibleRegion().boundingRect() == ws.reset_button.rect()
+    last.setValue(150)
+    assert ws.slider_values[11].text() == "+1.50\u03c3"
+    expected = result.mean + 1.5 * result.std[11] * result.modes[11]
+    np.testing.assert_allclose(
+        ws.explore_view.shape.displayed_points(), expected.reshape(-1, 3).numpy(), atol=1e-12
+    )

@@ -326,3 +326,53 @@ def test_data_the_network_cannot_read_shows_its_ground_truth(workspace, qtbot, t
     ws.frame_bar.set_frame(4)
     assert ws.view3d.title.startswith("Ground truth")
     np.testing.assert_allclose(ws.view3d.points, points3d[4] - points3d[4].mean(axis=0), atol=1e-9)
+
+
+def test_progress_bar_and_metrics_say_what_they_are(workspace, qtbot, tmp_path, errors):
+    from app.models.training_session import limit_torch_threads
+    from engine.io.keypoints import load_dataset
+    from engine.prn.config import TrainConfig
+    from engine.prn.training import Trainer
+
+    ws = workspace
+    # Nothing has run: an empty bar beside "Not started" (never a full one).
+    assert ws.eta_label.text() == "Not started."
+    assert ws.progress_bar.value() == 0 and ws.progress_bar.text().replace(" ", "") == "0%"
+
+    limit_torch_threads()
+    config = TrainConfig(
+        data=TINY_DATA, iterations=60, hidden=32, batch_size=32, group_size=16, eval_every=10
+    )
+    trainer = Trainer(config, load_dataset(TINY_DATA))
+    trainer.run(until_step=30)  # a checkpoint half way through its configured run
+    path = tmp_path / "half.pt"
+    trainer.save_checkpoint(path)
+    assert ws.open_checkpoint(str(path)), errors
+    assert ws.session.state == "loaded"
+    assert ws.progress_bar.value() == 500
+    assert ws.progress_bar.text() == "checkpoint: step 30 of 60"
+    # The metrics name the data they were computed on (the Compare tab scores held-out data).
+    text = ws.metrics_label.text()
+    assert f"e3D {trainer.metrics['e3d']:.4f}" in text
+    assert f"on {TINY_DATA} (training data, 256 frames)" in text, text
+
+
+def test_paused_run_shows_paused_instead_of_time_left(workspace, qtbot, errors):
+    ws = workspace
+    fill(ws, iterations=100_000)
+    updates = []
+    ws.session.updated.connect(updates.append)
+    assert ws.start_training(), errors
+    qtbot.waitUntil(lambda: "left" in ws.eta_label.text(), timeout=20_000)
+    qtbot.mouseClick(ws.pause_button, Qt.MouseButton.LeftButton)
+    trainer = ws.session.trainer
+    qtbot.waitUntil(lambda: trainer.state == "paused", timeout=10_000)
+    qtbot.wait(400)  # updates still queued from before the pause arrive
+    # The step that was running when Pause was clicked reports after it (a late update).
+    ws.session.updated.emit(updates[-1])
+    text = ws.eta_label.text()
+    assert "paused" in text.lower() and "left" not in text, text
+    qtbot.mouseClick(ws.resume_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "left" in ws.eta_label.text(), timeout=20_000)
+    ws.session.stop()
+    qtbot.waitUntil(lambda: not ws.session.is_busy(), timeout=20_000)

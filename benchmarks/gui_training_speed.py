@@ -1,0 +1,206 @@
+"""PRN training speed in the window against the command line's trainer loop, in one run.
+
+Trains the same network on the same data with the same settings for a fixed number of steps
+(default 300, on ``face.mat``): (a) the command line's loop (``python main.py train``: a
+``Trainer`` run on the calling thread with a tqdm progress bar in its step callback) with the
+torch thread count the window trains with (``training_threads()``: half the cores), and (b)
+the window's Training tab, driven through its panel as a user would (real main window, the
+run on the training session's worker thread, curves, previews and progress updating), then
+(a) once more. Steps per second are measured between the first and the last step callback of
+each run (the trainer's construction and start-up are left out). The machine is shared, so the
+load average is printed; the ratio of (b) to the mean of the two (a) runs is the number to
+read. ``--cli-default-threads`` adds the command line loop with torch's default thread count
+(on a busy 2-core machine two threads can be many times slower than one: see
+``training_threads``).
+
+Needs an X server (PyVista's Qt interactor does not work with Qt's offscreen platform):
+
+    xvfb-run -a .venv/bin/python benchmarks/gui_training_speed.py
+    xvfb-run -a .venv/bin/python benchmarks/gui_training_speed.py --data synthetic:human --steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+FACE = Path("/work/shared/data/nrsfm/face.mat")
+
+
+class StepClock:
+    """A trainer callback recording (step, time) of every step it sees."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[int, float]] = []
+
+    def __call__(self, event) -> None:
+        self.marks.append((event.step, time.perf_counter()))
+
+    def rate(self) -> float:
+        """Steps per second between the first and the last step seen."""
+        if len(self.marks) < 2:
+            return float("nan")
+        (s0, t0), (s1, t1) = self.marks[0], self.marks[-1]
+        return (s1 - s0) / (t1 - t0) if t1 > t0 else float("nan")
+
+
+def cli_loop(config, sequence, threads: int | None) -> tuple[float, int]:
+    """The loop of ``python main.py train`` (engine/cli/prn.py): steps/s and torch threads."""
+    import torch
+    from tqdm import tqdm
+
+    from engine.prn.training import Trainer
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    used = torch.get_num_threads()
+    try:
+        trainer = Trainer(config, sequence)
+        bar = tqdm(total=config.iterations, unit="step", file=io.StringIO(), dynamic_ncols=True)
+
+        def on_step(event) -> None:  # as the command line's own callback
+            bar.update(event.step - bar.n)
+            post = {"f": f"{event.losses['f']:.3g}", "g": f"{event.losses['g']:.3g}"}
+            if trainer.metrics:
+                post.update({k: f"{v:.4g}" for k, v in trainer.metrics.items()})
+            if event.step % 10 == 0 or event.metrics is not None:
+                bar.set_postfix(post, refresh=False)
+
+        clock = StepClock()
+        trainer.add_callback(on_step)
+        trainer.add_callback(clock)
+        trainer.run()
+        bar.close()
+    finally:
+        torch.set_num_threads(before)
+    return clock.rate(), used
+
+
+def run_loop_until(done, timeout_s: float) -> bool:
+    """Run the Qt event loop (a real one, not processEvents) until ``done()`` or the timeout."""
+    from PyQt6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    deadline = time.monotonic() + timeout_s
+    poll = QTimer()
+
+    def check() -> None:
+        if done() or time.monotonic() > deadline:
+            loop.quit()
+
+    poll.timeout.connect(check)
+    poll.start(50)
+    loop.exec()
+    poll.stop()
+    return bool(done())
+
+
+def window_run(spec: str, steps: int, timeout_s: float) -> tuple[float, int, int]:
+    """The Training tab of the real window: steps/s, torch threads, GUI updates received."""
+    import pyvista
+    import torch
+    from PyQt6.QtCore import QCoreApplication, QSettings
+    from PyQt6.QtWidgets import QApplication
+
+    pyvista.OFF_SCREEN = False
+    qapp = QApplication.instance() or QApplication(sys.argv[:1])
+    with tempfile.TemporaryDirectory(prefix="shapebench-bench-") as tmp:
+        for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+            for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+                QSettings.setPath(fmt, scope, tmp)
+        QCoreApplication.setOrganizationName("shapebench-benchmarks")
+        QCoreApplication.setApplicationName("ShapeBench-benchmarks")
+        import app.workspaces.compare as compare
+        import app.workspaces.training as training
+        from app.main_window import MainWindow
+        from app.models.training_session import warming_up
+
+        missing = Path(tmp) / "no_demo.pt"  # no demo checkpoint playing beside the run
+        training.DEMO_CHECKPOINT = missing
+        compare.DEMO_CHECKPOINT = missing
+        window = MainWindow(
+            settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat)
+        )
+        window.show()
+        ws = window.workspace("Training")
+        window.show_workspace(ws)
+        run_loop_until(lambda: not warming_up(), 60.0)
+        if not ws.load_data(spec):
+            raise SystemExit(f"could not load {spec}")
+        ws.fields["iterations"].setText(str(steps))
+        clock = StepClock()
+        updates = []
+        ws.session.updated.connect(updates.append)
+        ws.session.trainer_ready.connect(lambda: ws.session.trainer.add_callback(clock))
+        if not ws.start_training():
+            raise SystemExit("the run did not start")
+        finished = run_loop_until(
+            lambda: ws.session.state in ("finished", "failed", "stopped"), timeout_s
+        )
+        if not finished:
+            ws.session.shutdown()
+        threads = torch.get_num_threads()
+        window.close()
+        qapp.processEvents()
+    return clock.rate(), threads, len(updates)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data", default=str(FACE), help="data spec or file (default: face.mat of NRSfM)"
+    )
+    parser.add_argument("--steps", type=int, default=300, help="training steps per run")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run at most")
+    parser.add_argument(
+        "--cli-default-threads",
+        action="store_true",
+        help="also run the command line loop with torch's default thread count",
+    )
+    args = parser.parse_args()
+
+    import torch
+
+    from app.models.training_session import training_threads
+    from engine.io.keypoints import load_dataset
+    from engine.prn.config import TrainConfig
+
+    config = TrainConfig(data=args.data, iterations=args.steps)
+    sequence = load_dataset(config.data, seed=config.seed)
+    load_start = os.getloadavg()[0]
+    rows = []
+    rate, threads = cli_loop(config, sequence, training_threads())
+    rows.append(("(a) command line trainer loop", threads, rate, "-"))
+    rate, threads, updates = window_run(args.data, args.steps, args.timeout)
+    rows.append(("(b) window: Training tab, training session", threads, rate, str(updates)))
+    rate, threads = cli_loop(config, sequence, training_threads())
+    rows.append(("(a) command line trainer loop, again", threads, rate, "-"))
+    if args.cli_default_threads:
+        rate, threads = cli_loop(config, sequence, None)
+        rows.append(("command line loop, torch's default threads", threads, rate, "-"))
+
+    resolved = config.resolved(sequence.num_frames)
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} cores, load average {load_start:.1f} at "
+        f"the start, {os.getloadavg()[0]:.1f} at the end; {Path(args.data).name}: "
+        f"{sequence.num_frames} frames x {sequence.num_points} points, {args.steps} steps, "
+        f"hidden {resolved.hidden}, batch {resolved.batch_size}, group {resolved.group_size}"
+    )
+    reference = (rows[0][2] + rows[2][2]) / 2
+    print("| run | torch threads | steps/s | vs mean of (a) | GUI updates |")
+    print("|---|---|---|---|---|")
+    for name, threads, rate, updates in rows:
+        print(f"| {name} | {threads} | {rate:.1f} | {rate / reference:.2f} | {updates} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -140,11 +140,19 @@ def window_run(spec: str, steps: int, timeout_s: float) -> tuple[float, int, int
         updates = []
         ws.session.updated.connect(updates.append)
         ws.session.trainer_ready.connect(lambda: ws.session.trainer.add_callback(clock))
+        # Wait on the session's own signal: a polling timer would wake the GUI thread (and
+        # take the GIL) many times a second, which the command line runs do not pay for.
+        from PyQt6.QtCore import QEventLoop, QTimer
+
+        loop = QEventLoop()
+        ended = ("finished", "failed", "stopped")
+        ws.session.state_changed.connect(lambda state: state in ended and loop.quit())
+        QTimer.singleShot(int(timeout_s * 1000), loop.quit)
         if not ws.start_training():
             raise SystemExit("the run did not start")
-        finished = run_loop_until(
-            lambda: ws.session.state in ("finished", "failed", "stopped"), timeout_s
-        )
+        if ws.session.state not in ended:
+            loop.exec()
+        finished = ws.session.state in ended
         if not finished:
             ws.session.shutdown()
         threads = torch.get_num_threads()

@@ -2,7 +2,7 @@
 
 The session owns one :class:`engine.prn.training.Trainer` at a time. ``Trainer.run`` blocks, so
 it runs on a :class:`app.workers.Worker` thread; the trainer calls back from that thread after
-every step, and the session forwards at most ~4 events a second to the GUI thread through a
+every step, and the session forwards at most ~2 events a second to the GUI thread through a
 queued signal (the curves read the full per-step history when they redraw, so no point is lost).
 Saving is safe at any time: ``Trainer.save_checkpoint`` takes the trainer's lock, so a checkpoint
 is a consistent snapshot between two steps, and the engine writes it atomically. Autosave is the
@@ -150,7 +150,7 @@ class TrainingSession(QObject):
         state_changed(str): 'empty' (no data), 'ready' (data, no trainer), 'running',
             'paused', 'stopped', 'finished', 'failed' (as ``Trainer.state``) or 'loaded' (a
             checkpoint was opened: its trainer can continue or reconstruct).
-        updated(object): an :class:`Update` (at most ~4 per second while training).
+        updated(object): an :class:`Update` (at most ~2 per second while training).
         history_reset(): the loss history was replaced (new run or checkpoint loaded).
         metrics_changed(object): the latest metrics dict.
         checkpoint_saved(str): path of a checkpoint just written (manual or autosave).

@@ -2,7 +2,8 @@
 the end of a warm-up) and the 2D keypoint input of one frame.
 
 ``LossCurves`` keeps the whole history in growing numpy buffers and redraws at most when asked
-(the Training workspace asks ~10 times a second), so a long run never slows the window down.
+(the Training workspace asks every two seconds during a run), so a long run never slows the
+window down.
 ``Points2DPlot`` draws the observed 2D points and bones of the current frame; missing points are
 left out (their bones too).
 """

@@ -6,7 +6,7 @@ of the current frame beside the 3D reconstruction, a frame bar (play/pause, spee
 toggle) and the live loss curves (log scale).
 
 State lives in :class:`app.models.training_session.TrainingSession`; training runs on its worker
-thread and this widget only redraws on the session's throttled updates (~4 per second), so the
+thread and this widget only redraws on the session's throttled updates (~2 per second), so the
 window stays responsive while it trains. While a run is in progress the 3D view shows the live
 prediction of the configured preview frame; otherwise it shows the trained network's
 reconstruction of the frame under the slider (or the ground truth when nothing is trained).
@@ -53,10 +53,11 @@ from engine.core.errors import InputError
 from engine.io.keypoints import skeleton_edges
 
 # While a run trains, the window redraws at most this often (seconds of wall clock). Every
-# redraw runs on the GUI thread and holds the GIL (pyqtgraph paints in Python, VTK renders in
-# software on this machine's CPUs), which the training thread then waits for: at 0.3 s for the
-# curves and a preview per update (10 per second) the window trained at about half the
-# command line's speed (benchmarks/gui_training_speed.py).
+# redraw runs on the GUI thread and holds the GIL and a CPU the training thread needs: the log
+# axes' grid of the curves takes ~50 ms to paint in software, and any repaint of a window
+# holding an OpenGL view (the VTK views are QOpenGLWidgets) composes the whole window through
+# software GL. At 0.3 s for the curves and a preview per update (10 updates a second) the
+# window trained at about half the command line's speed (benchmarks/gui_training_speed.py).
 CURVES_INTERVAL_S = 2.0
 PREVIEW_INTERVAL_S = 2.0
 
@@ -533,6 +534,7 @@ class TrainingWorkspace(QWidget):
             # preview rather than wait for it; moving the slider shows reconstructions.
             trainer = self.session.trainer
             self.eta_label.setText(f"Paused at step {trainer.step}." if trainer else "Paused.")
+            self._redraw_curves()  # all the steps so far, while the user looks
 
     def _update_buttons(self) -> None:
         state = self.session.state

@@ -14,6 +14,7 @@ from engine.category.template import category_template
 from engine.core.errors import DataError, InputError
 from engine.io.image_sets import load_image_set
 from engine.render.cameras import project
+from engine.render.rasterizer import RasterSettings, rasterize
 from engine.synthetic.category import (
     generate_category,
     make_synthetic,
@@ -68,10 +69,16 @@ def test_shapes_and_videos(small_set):
 def test_ground_truth_cameras_keypoints_and_visibility_agree(small_set):
     template, d = small_set
     gt = d["ground_truth"]
-    screen = project(torch.as_tensor(gt["vertices"]) - 0.0, torch.as_tensor(d["cameras"]))
-    # Cameras act on centred vertices: the offset is the same for all, so compare differences.
-    offset = gt["vertices2d"] - screen[..., :2].numpy()
-    assert np.ptp(offset, axis=1).max() < 1e-3
+    # The stored cameras project the stored vertices (it once took them centred, which made a
+    # renderer of the truth under the true cameras miss the masks).
+    screen = project(torch.as_tensor(gt["vertices"]), torch.as_tensor(d["cameras"]))
+    np.testing.assert_allclose(screen[..., :2].numpy(), gt["vertices2d"], atol=1e-3)
+    settings = RasterSettings(image_size=48)
+    faces = torch.as_tensor(gt["faces"], dtype=torch.int64)
+    masks = rasterize(screen.float(), faces, settings).mask.numpy()
+    inter = (masks & d["masks"]).sum((1, 2))
+    union = (masks | d["masks"]).sum((1, 2))
+    assert (inter / union).min() > 0.99
     kp = d["keypoints"]
     np.testing.assert_allclose(
         kp[..., :2], gt["vertices2d"][:, template.keypoint_vertices], atol=1e-4

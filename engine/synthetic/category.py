@@ -44,7 +44,7 @@ from engine.io.mesh import load_mesh, save_mesh
 from engine.synthetic.skeleton import Skeleton, fit_skeleton, pose, random_motion
 
 #: Version of the generator: part of the cache key, so changing the generator regenerates.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 #: The test split's seeds are offset by this, so its videos share no motion or camera with
 #: any training split's.
 TEST_SEED_OFFSET = 1_000_003
@@ -153,7 +153,7 @@ def generate_category(
         start = int(rng.integers(0, 240))
         motion = random_motion(sk, start + MOTION_STRIDE * length, seed=motion_seed)
         angles = motion[start::MOTION_STRIDE][:length]
-        posed = pose(sk, angles, mesh.vertices) - centre  # (L,N,3), centred template units
+        posed = pose(sk, angles, mesh.vertices)  # (L,N,3) template units
         azimuth0 = rng.uniform(0.0, 360.0)
         elevation = rng.uniform(-ELEVATION_RANGE, ELEVATION_RANGE)
         turn = rng.uniform(-4.0, 4.0)  # degrees per frame
@@ -171,6 +171,10 @@ def generate_category(
             torch.as_tensor(np.tile(shift, (length, 1))),
             q,
         )
+        # The stored cameras project the stored (uncentred) vertices: the translation takes
+        # the centre's image s (R c)_xy off the shift.
+        centre_t = torch.as_tensor(centre)[None, None].expand(length, 1, 3)
+        cams[:, 1:3] -= project(centre_t, cams)[:, 0, :2] - cams[:, 1:3]
         verts = torch.as_tensor(posed)
         screen = project(verts, cams)
         frags = rasterize(screen, faces, settings)
@@ -190,7 +194,7 @@ def generate_category(
         out["keypoints"].append(np.concatenate([kp_xy, kp_vis[..., None]], -1))
         out["flow"].append(flow)
         out["cameras"].append(cams.numpy())
-        out["verts"].append(posed + centre)
+        out["verts"].append(posed)
         out["verts2d"].append(screen[..., :2].numpy())
         if progress is not None:
             progress((video + 1) / num_videos, f"rendered video {video + 1} of {num_videos}")

@@ -149,6 +149,20 @@ def forward_kinematics(
     Returns:
         (S, T, 17, 3) float64 world positions (y up), mm.
     """
+    return posed_skeleton(angles_deg, root_yaw_deg, bone_lengths)[0]
+
+
+def posed_skeleton(
+    angles_deg: np.ndarray, root_yaw_deg: np.ndarray, bone_lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`forward_kinematics` with the frames it composes, for points fixed to the bones.
+
+    Returns:
+        ``positions`` (S, T, 17, 3) mm; ``rotations`` (S, T, 17, 3, 3): joint ``j``'s world
+        rotation, the frame in which the bones hanging off ``j`` are fixed (a point ``m`` in
+        that frame is at ``positions[..., j, :] + rotations[..., j, :, :] @ m``); ``offsets``
+        (S, 17, 3): bone ``j`` in its parent's frame, mm.
+    """
     directions = REST_OFFSETS / np.maximum(
         np.linalg.norm(REST_OFFSETS, axis=1, keepdims=True), 1e-12
     )
@@ -165,7 +179,7 @@ def forward_kinematics(
             rotations.append(rotations[parent] @ euler_to_matrix(angles_deg[:, :, j]))
         else:
             rotations.append(rotations[parent])  # end joints: nothing hangs off them
-    return positions
+    return positions, np.stack(rotations, axis=2), offsets
 
 
 class _Sampler:

@@ -259,7 +259,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _warn_not_converged(trainer: Any) -> None:
-    """One stderr line when some alignments in g stopped at ``align_max_iter`` sweeps."""
+    """One stderr line per warning of the run (collapse to flat depth, restarts), and one when
+    some alignments in g stopped at ``align_max_iter`` sweeps."""
+    if trainer.restarts_done:
+        print(
+            f"note: the reconstruction collapsed to flat depth {trainer.restarts_done} time(s) "
+            "and training restarted from other weights",
+            file=sys.stderr,
+        )
+    for text in trainer.warnings:
+        print(f"warning: {text}", file=sys.stderr)
     count = trainer.align_not_converged
     if count <= 0:
         return

@@ -146,6 +146,9 @@ class TrainingLoop:
                         self.state = "failed"
                         break
                     self.history.append(losses)
+                    if until_step is None:
+                        # A step may lengthen the run (PRN's restart after a collapse).
+                        target = self.total_iterations
                     metrics = None
                     if self.step % self.eval_every == 0 or self.step == target:
                         metrics = self.metrics = self._evaluate_metrics()

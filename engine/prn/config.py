@@ -89,8 +89,15 @@ from engine.core.errors import CheckpointError, InputError
 SEQUENCE_MAX_FRAMES = 2048
 #: Fields added after format version 1: a checkpoint without them gets their default, or the
 #: value in :data:`_OLD_BEHAVIOUR` where the default (automatic) would train differently.
-_ADDED_FIELDS = ("reflections", "logsum", "logsum_from", "logsum_eps", "align_max_iter")
-_OLD_BEHAVIOUR: dict[str, Any] = {"reflections": False, "logsum": False}
+_ADDED_FIELDS = (
+    "reflections",
+    "logsum",
+    "logsum_from",
+    "logsum_eps",
+    "align_max_iter",
+    "restarts",
+)
+_OLD_BEHAVIOUR: dict[str, Any] = {"reflections": False, "logsum": False, "restarts": 0}
 
 
 @dataclass
@@ -127,6 +134,9 @@ class TrainConfig:
             singular value of a group of identical unit-size frames; inputs are normalised to
             unit size): singular values below ``logsum_eps * sqrt(group_size)`` are penalised
             like the nuclear norm, larger ones ever less.
+        restarts: when the first stage (the nuclear norm) ends flat (no better than flat
+            depth by PRN's own cost, :mod:`engine.prn.collapse`), train it again from other
+            weights at most this many times; a single sequence only (one alignment group).
         align_max_iter: at most this many sweeps of the Procrustes alignment in g (the
             authors' 100). A group that has not converged by then still trains (on the last
             iterate, with an approximate gradient); the trainer counts such groups
@@ -157,6 +167,7 @@ class TrainConfig:
     logsum_from: int = 1000
     logsum_eps: float = 0.003
     align_max_iter: int = 100
+    restarts: int = 2
     eval_every: int = 100
     preview_frame: int = 0
 
@@ -262,6 +273,9 @@ class TrainConfig:
             is_int(self.align_max_iter) and self.align_max_iter >= 1,
             "align_max_iter",
             "an integer >= 1",
+        )
+        need(
+            is_int(self.restarts) and 0 <= self.restarts <= 10, "restarts", "an integer in [0, 10]"
         )
         need(is_int(self.eval_every) and self.eval_every >= 1, "eval_every", "an integer >= 1")
         need(

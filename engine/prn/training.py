@@ -64,6 +64,7 @@ from engine.nrsfm.metrics import mpjpe, normalized_error
 from engine.nrsfm.normalize import check_trainable, normalize_2d
 from engine.nrsfm.procrustes import align
 from engine.prn.checkpoint import load_checkpoint, save_checkpoint
+from engine.prn.collapse import CollapseCheck, check_collapse
 from engine.prn.config import TrainConfig
 from engine.prn.model import PRNFCN
 from engine.prn.reconstruct import reconstruct
@@ -74,6 +75,8 @@ EVAL_MAX_FRAMES = 4096
 DIVERGENCE_FACTOR = 1e4
 #: Events carry a preview prediction every this many steps (and on evaluation steps).
 PREVIEW_EVERY = 10
+#: Attempt k (a restart after a collapse) initialises its weights from ``seed + k * this``.
+RESTART_SEED_STEP = 1_000_003
 
 
 @dataclass
@@ -196,17 +199,20 @@ class Trainer(TrainingLoop):
             if train_seq.visibility is None
             else torch.as_tensor(train_seq.visibility, dtype=torch.bool, device=self.device)
         )
-        num_points = sequence.num_points
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            self.model = PRNFCN(num_points, config.hidden)
-        self.model.to(self.device)
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=config.lr_step, gamma=config.lr_decay
-        )
+        self.model = self._new_model(config.seed)
+        self._new_optimiser()
+        #: Step at which the current attempt started (0, or the step of the last restart);
+        #: schedules count from it and the run ends ``config.iterations`` steps after it.
+        self.attempt_start = 0
+        #: One :class:`~engine.prn.collapse.CollapseCheck` dict (plus ``seed`` and ``step``)
+        #: per first-stage check of each attempt, and one for the end of the run.
+        self.checks: list[dict[str, Any]] = []
+        #: Messages for the user (a collapse that restarts could not avoid).
+        self.warnings: list[str] = []
+        #: Restarts after a collapse so far, and the seed of the current attempt's weights.
+        self.restarts_done = 0
+        self.attempt_seed = config.seed
+        self._best_collapsed: tuple[float, dict] | None = None
         self._rng = np.random.default_rng(config.seed)
         self._perm = np.zeros(0, dtype=np.int64)
         self._pos = 0
@@ -217,10 +223,105 @@ class Trainer(TrainingLoop):
         self.align_not_converged = 0
         self._step_not_converged = 0
 
+    def _new_model(self, seed: int) -> PRNFCN:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = PRNFCN(self.sequence.num_points, self.config.hidden)
+        return model.to(self.device)
+
+    def _new_optimiser(self) -> None:
+        cfg = self.config
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=cfg.lr_step, gamma=cfg.lr_decay
+        )
+
+    # ----------------------------------------------------------------- collapse and restarts
+    @property
+    def checks_collapse(self) -> bool:
+        """Whether this run checks for a collapse: one sequence trained as one group."""
+        return self.config.batch_size == self.config.group_size == len(self._frames)
+
+    @property
+    def first_stage_end(self) -> int:
+        """Attempt-local step at which the first (nuclear-norm) stage ends and is checked."""
+        cfg = self.config
+        return min(cfg.logsum_from, cfg.iterations) if cfg.logsum else cfg.iterations
+
+    def check_collapse(self) -> CollapseCheck:
+        """The current network against flat depth on the training frames
+        (:mod:`engine.prn.collapse`)."""
+        frames = torch.as_tensor(self._frames, device=self.device)
+        u = self._u[frames]
+        vis = None if self._vis is None else self._vis[frames]
+        with self._lock:
+            was = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                x = self.model(u)
+            self.model.train(was)
+        cfg = self.config
+        return check_collapse(
+            x, u, vis, cfg.lam, reflections=bool(cfg.reflections), max_iter=cfg.align_max_iter
+        )
+
+    def _after_step(self) -> None:
+        """Collapse checks at the end of the first stage and of the run (module docstring of
+        :mod:`engine.prn.collapse`): a collapsed attempt is restarted from other weights while
+        ``config.restarts`` allows; then the lowest-cost collapsed attempt goes on, with a
+        warning."""
+        if not self.checks_collapse:
+            return
+        local = self.step - self.attempt_start
+        cfg = self.config
+        final = local == cfg.iterations
+        if not final and local != self.first_stage_end:
+            return
+        check = self.check_collapse()
+        self.checks.append(
+            {"seed": self.attempt_seed, "step": self.step, "final": final, **check.to_dict()}
+        )
+        if not check.collapsed:
+            return
+        if self._best_collapsed is None or check.cost < self._best_collapsed[0]:
+            self._best_collapsed = (
+                check.cost,
+                {
+                    "model": {k: v.clone() for k, v in self.model.state_dict().items()},
+                    "optimizer": _clone_state(self.optimizer.state_dict()),
+                    "scheduler": dict(self.scheduler.state_dict()),
+                    "local": local,
+                    "seed": self.attempt_seed,
+                },
+            )
+        if self.restarts_done < cfg.restarts:
+            self.restarts_done += 1
+            self.attempt_seed = cfg.seed + self.restarts_done * RESTART_SEED_STEP
+            self.model.load_state_dict(self._new_model(self.attempt_seed).state_dict())
+            self._new_optimiser()
+            self.attempt_start = self.step
+            return
+        best_cost, best = self._best_collapsed
+        if best_cost < check.cost:
+            self.model.load_state_dict(best["model"])
+            self._new_optimiser()
+            self.optimizer.load_state_dict(best["optimizer"])
+            self.scheduler.load_state_dict(best["scheduler"])
+            self.attempt_start = self.step - best["local"]
+            self.attempt_seed = best["seed"]
+        self._best_collapsed = None
+        self.warnings.append(
+            f"the reconstruction is flat after {self.restarts_done + 1} attempt(s) (RMS depth "
+            f"{check.depth_ratio:.3f} of the 2D radius, cost {100 * check.gain:.1f} % below flat "
+            "depth's): PRN found no depth in this sequence"
+        )
+
     # ----------------------------------------------------------------- loop hooks
     @property
     def total_iterations(self) -> int:
-        return self.config.iterations
+        return self.config.iterations + self.attempt_start
 
     @property
     def eval_every(self) -> int:
@@ -286,7 +387,7 @@ class Trainer(TrainingLoop):
         aligned, _, info = align(
             grouped, reflections=cfg.reflections, max_iter=cfg.align_max_iter, return_info=True
         )
-        if cfg.logsum and self.step >= cfg.logsum_from:
+        if cfg.logsum and self.step - self.attempt_start >= cfg.logsum_from:
             g = log_sum_penalty(aligned, cfg.logsum_eps * math.sqrt(cfg.group_size)).sum()
         else:
             g = nuclear_norm(aligned).sum()
@@ -325,6 +426,7 @@ class Trainer(TrainingLoop):
         self.step += 1
         self._step_not_converged = info.not_converged
         self.align_not_converged += self._step_not_converged
+        self._after_step()
         return {
             "f": float(f.detach()),
             "g": float(g.detach()),
@@ -403,6 +505,11 @@ class Trainer(TrainingLoop):
             extra = {
                 "requested_config": self.requested_config.to_dict(),
                 "align_not_converged": int(self.align_not_converged),
+                "attempt_start": int(self.attempt_start),
+                "restarts_done": int(self.restarts_done),
+                "attempt_seed": int(self.attempt_seed),
+                "checks": [dict(c) for c in self.checks],
+                "warnings": list(self.warnings),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "sampler": {
@@ -492,6 +599,18 @@ class Trainer(TrainingLoop):
                 f"expected a count >= 0, got {count!r}", path=path, field="align_not_converged"
             )
         trainer.align_not_converged = int(count)
+        start = ckpt.extra.get("attempt_start", 0)
+        if not isinstance(start, int) or isinstance(start, bool) or not 0 <= start <= trainer.step:
+            raise CheckpointError(
+                f"expected a step in [0, {trainer.step}], got {start!r}",
+                path=path,
+                field="attempt_start",
+            )
+        trainer.attempt_start = start
+        trainer.restarts_done = int(ckpt.extra.get("restarts_done", 0))
+        trainer.attempt_seed = int(ckpt.extra.get("attempt_seed", config.seed))
+        trainer.checks = [dict(c) for c in ckpt.extra.get("checks", []) if isinstance(c, dict)]
+        trainer.warnings = [str(w) for w in ckpt.extra.get("warnings", [])]
         return trainer
 
 
@@ -520,6 +639,21 @@ def mirrored_frames(aligned: torch.Tensor) -> torch.Tensor:
             mirrored.square().sum(dim=(-1, -2)) + mean.square().sum(dim=(-1, -2)) - 2 * trace
         )
         return mirrored_residual < residual
+
+
+def _clone_state(state: dict) -> dict:
+    """A deep copy of an optimiser state dict (tensors cloned)."""
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value.clone()
+        elif isinstance(value, dict):
+            out[key] = _clone_state(value)
+        elif isinstance(value, list):
+            out[key] = [_clone_state(v) if isinstance(v, dict) else v for v in value]
+        else:
+            out[key] = value
+    return out
 
 
 def _jsonable(obj: Any) -> Any:

@@ -29,6 +29,35 @@ DEFAULT_NUM_HANDLES = 16
 DEMO_TEMPLATE = Path(__file__).resolve().parents[2] / "assets" / "demo_template.ply"
 
 
+#: Floor of the weights before their log10 (a softmax row underflows to 0 far from its handle).
+LOG_WEIGHT_FLOOR = 1e-300
+#: Percentile of |A[k] - A0[k]| that spans a change colour scale (see :func:`symmetric_range`).
+CHANGE_PERCENTILE = 99.0
+
+
+def symmetric_range(
+    values: np.ndarray, percentile: float = CHANGE_PERCENTILE
+) -> tuple[float, float]:
+    """A colour range ``(-m, m)`` centred on 0 for (N,) signed values (a change of weights).
+
+    ``m`` is the ``percentile`` of ``|values|``: a learned row differs from the initial one
+    most at the handle's own vertex (its weight of about 1 shrinks), and a scale up to that
+    one difference would paint every other vertex the middle colour; the few vertices beyond
+    ``m`` take the end colours. Falls back to ``max |values|``, then to 1 (the largest
+    possible change of a weight in [0, 1]) when nothing changed.
+    """
+    magnitude = np.abs(np.asarray(values, dtype=np.float64))
+    magnitude = magnitude[np.isfinite(magnitude)]
+    if magnitude.size == 0:
+        return -1.0, 1.0
+    m = float(np.percentile(magnitude, percentile))
+    if m <= 0:
+        m = float(magnitude.max())
+    if m <= 0:
+        m = 1.0
+    return -m, m
+
+
 #: Where the editing basis starts on the progress bar (reading the mesh, starting a process
 #: and placing the handles come before it).
 BASIS_START = 0.25
@@ -256,6 +285,40 @@ class MeshSession(QObject):
         """(N,) float64 row ``A[handle]`` of the dependency matrix (non-negative, sums to 1)."""
         return np.asarray(self.basis.influence(handle), dtype=np.float64)
 
+    @property
+    def has_initial_dependency(self) -> bool:
+        """The open A was learned and the A it started from is held (:attr:`initial_dependency`)."""
+        return self.initial_dependency is not None
+
+    def initial_influence(self, handle: int) -> np.ndarray:
+        """(N,) float64 row ``A0[handle]`` of the initial dependency matrix.
+
+        Raises:
+            InputError: no initial matrix is held (a mesh opened without a learned A).
+        """
+        if self.initial_dependency is None:
+            raise InputError(
+                "no initial dependency matrix: the open A was not learned",
+                field="initial_dependency",
+            )
+        return np.asarray(self.initial_dependency[handle], dtype=np.float64)
+
+    def log_influence(self, handle: int, initial: bool = False) -> np.ndarray:
+        """(N,) float64 ``log10 A[handle]`` (``A0`` when ``initial``), weights floored at
+        :data:`LOG_WEIGHT_FLOOR`: softmax weights initialised as d^-16 span tens of decades, a
+        linear scale would show one hot vertex, log10 shows how the weight falls off."""
+        row = self.initial_influence(handle) if initial else self.influence(handle)
+        return np.log10(np.maximum(row, LOG_WEIGHT_FLOOR))
+
+    def influence_change(self, handle: int) -> np.ndarray:
+        """(N,) float64 ``A[handle] - A0[handle]``: what learning changed in the handle's row
+        (its colour range: :func:`symmetric_range`).
+
+        Raises:
+            InputError: no initial matrix is held.
+        """
+        return self.influence(handle) - self.initial_influence(handle)
+
     def response(self, handle: int) -> np.ndarray:
         """(N,) float64 ``|B_A[:, handle]|``: how far each vertex moves per unit move of the
         handle (column of ``W^-1 A^T``), the effective reach of the handle."""
@@ -296,15 +359,27 @@ class MeshSession(QObject):
             dependency: (K,N) dependency matrix to edit with (a learned A; needs a Mesh and
                 ``handle_ids``) instead of the authors' initial one.
             initial_dependency: (K,N) the A it was learned from, kept for comparison
-                (:attr:`initial_dependency`).
+                (:attr:`initial_dependency`); only with ``dependency``, of the same shape.
+
+        Raises:
+            InputError: ``initial_dependency`` without ``dependency`` or of another shape.
         """
+        if initial_dependency is not None:
+            initial_dependency = np.array(initial_dependency, dtype=np.float64)
+            shape = None if dependency is None else np.shape(dependency)
+            if initial_dependency.shape != shape:
+                raise InputError(
+                    f"expected an initial dependency matrix of the learned one's shape {shape}, "
+                    f"got {initial_dependency.shape}",
+                    field="initial_dependency",
+                )
         self.cancel()
         k = len(handle_ids) if handle_ids is not None else int(num_handles)
         if dependency is not None:
             job = partial(_prepare_learned, mesh_or_path, handle_ids, dependency)
         else:
             job = partial(_prepare_off_thread, mesh_or_path, k, handle_ids)
-        self._next_initial = None if initial_dependency is None else np.asarray(initial_dependency)
+        self._next_initial = initial_dependency
         worker = Worker(job, name="editing-basis")
         self._worker = worker
         self._pending_offsets = None if offsets is None else np.array(offsets, dtype=np.float64)

@@ -4,12 +4,14 @@ One line edit per field, labelled from a dict (a field missing there shows under
 so settings added to a config later appear without changes here); fields whose annotation
 admits None may be left empty ("auto"). :meth:`ConfigForm.read` parses the text into the field's
 type (int, float, bool, str, a tuple of numbers written "0.2, 0.5") and calls the config's
-``validate()``; an error is shown under the field it names.
+``validate()``; an error is shown under the field it names. Empty automatic fields can show
+what the engine would choose (:meth:`ConfigForm.show_automatic`, e.g. "auto: 256").
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from PyQt6.QtCore import pyqtSignal
@@ -49,7 +51,8 @@ class ConfigForm(QGroupBox):
         config_type: the dataclass (with ``validate()``).
         labels: field -> label.
         skip: fields not shown (their values come from elsewhere, e.g. the data panel).
-        hints: field -> placeholder text for fields that may be empty.
+        hints: field -> placeholder text for fields that may be empty (default "auto" for
+            automatic fields).
 
     Signals:
         edited(): a field's editing finished (the form re-validated itself).
@@ -69,16 +72,16 @@ class ConfigForm(QGroupBox):
         super().__init__(title, parent)
         self.config_type = config_type
         self.rows = form_fields(config_type, labels, set(skip))
+        self.hints = dict(hints or {})
         self.fields: dict[str, QLineEdit] = {}
         self.errors: dict[str, QLabel] = {}
         form = QFormLayout(self)
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
-        hints = hints or {}
         for name, label, _kind, automatic in self.rows:
             edit = QLineEdit()
             edit.setObjectName(f"field_{name}")
-            if name in hints:
-                edit.setPlaceholderText(hints[name])
+            if name in self.hints:
+                edit.setPlaceholderText(self.hints[name])
             elif automatic:
                 edit.setPlaceholderText("auto")
             error = QLabel()
@@ -91,18 +94,29 @@ class ConfigForm(QGroupBox):
             self.fields[name] = edit
             self.errors[name] = error
 
+    @property
+    def automatic_fields(self) -> list[str]:
+        """The fields that may be left empty for the engine to choose."""
+        return [name for name, _label, _kind, automatic in self.rows if automatic]
+
     def fill(self, config: Any) -> None:
         """Show ``config``'s values (None as an empty field)."""
         for name, _label, kind, _automatic in self.rows:
-            value = getattr(config, name)
-            if value is None:
-                text = ""
-            elif kind is tuple:
-                text = ", ".join(f"{v:g}" for v in value)
-            else:
-                text = str(value).lower() if kind is bool else str(value)
-            self.fields[name].setText(text)
+            self.fields[name].setText(_text(getattr(config, name), kind))
         self.clear_errors()
+
+    def show_automatic(self, resolved: Any | None) -> None:
+        """Placeholders of the automatic fields: ``"auto: VALUE"`` with the value ``resolved``
+        (a config whose automatic fields were chosen, e.g. ``TrainConfig.resolved``) holds,
+        the plain hint when ``resolved`` is None or leaves the field None."""
+        for name, _label, kind, automatic in self.rows:
+            if not automatic:
+                continue
+            value = None if resolved is None else getattr(resolved, name)
+            hint = self.hints.get(name, "auto")
+            self.fields[name].setPlaceholderText(
+                hint if value is None else f"auto: {_text(value, kind)}"
+            )
 
     def set_placeholder(self, name: str, text: str) -> None:
         """Placeholder of an empty field (e.g. "auto: 256")."""
@@ -152,12 +166,28 @@ class ConfigForm(QGroupBox):
         config.validate()
         return config
 
-    def validate(self, **given: Any) -> bool:
-        """Re-read the form, marking the first error; True when it is valid."""
+    def validate(self, *, check: Callable[[Any], None] | None = None, **given: Any) -> bool:
+        """Re-read the form, marking the first error; True when it is valid.
+
+        ``check`` (optional) is called with the config read and may raise :class:`InputError`
+        too (checks that depend on more than the form, e.g. on the loaded data's size).
+        """
         self.clear_errors()
         try:
-            self.read(**given)
+            config = self.read(**given)
+            if check is not None:
+                check(config)
         except InputError as exc:
             self.mark_error(exc.field, exc.problem)
             return False
         return True
+
+
+def _text(value: Any, kind: type) -> str:
+    """A field's value as the form shows it (None empty, booleans lower case, tuples
+    "0.2, 0.5")."""
+    if value is None:
+        return ""
+    if kind is tuple:
+        return ", ".join(f"{v:g}" for v in value)
+    return str(value).lower() if kind is bool else str(value)

@@ -23,6 +23,9 @@ MESH_COLOUR = "#d8c3a5"
 HANDLE_COLOUR = "#2b7bb9"
 SELECTED_COLOUR = "#f2542d"
 PICK_TOLERANCE_PX = 12.0
+#: Colour map of non-negative scalars (weights, motion) and of signed ones around 0.
+SCALAR_CMAP = "viridis"
+DIVERGING_CMAP = "coolwarm"
 #: Axes a mesh can be shown with pointing up: "z" (the demo template, most scans) or "y"
 #: (most OBJ files, e.g. the animal templates of seed 001).
 UP_AXES = ("z", "y")
@@ -71,6 +74,7 @@ class MeshView(QWidget):
         self._selection: tuple[int, ...] = ()
         self._handles_visible = True
         self._scalar_title: str | None = None
+        self._cmap = SCALAR_CMAP
         self._drag_origin: np.ndarray | None = None  # world point under the press
         self._drag_depth = 0.0  # display z of the dragged handle
         self._picker = vtkCellPicker()
@@ -96,7 +100,7 @@ class MeshView(QWidget):
             self._poly,
             color=MESH_COLOUR,
             scalars="influence",
-            cmap="viridis",
+            cmap=SCALAR_CMAP,
             show_scalar_bar=False,
             smooth_shading=True,
             specular=0.2,
@@ -105,6 +109,7 @@ class MeshView(QWidget):
             reset_camera=False,
         )
         self._mesh_actor.mapper.scalar_visibility = False
+        self._cmap = SCALAR_CMAP
         self._picker.InitializePickList()
         self._picker.AddPickList(self._mesh_actor)
         self.reset_camera()
@@ -175,12 +180,19 @@ class MeshView(QWidget):
             self.request_render()
 
     def set_scalars(
-        self, values: np.ndarray | None, title: str = "", value_range=None, fmt: str = "%.3f"
+        self,
+        values: np.ndarray | None,
+        title: str = "",
+        value_range=None,
+        fmt: str = "%.3f",
+        cmap: str = SCALAR_CMAP,
     ) -> None:
         """Colour by (N,) ``values`` with a colour bar titled ``title``; None: plain colour.
 
         ``value_range`` (lo, hi) defaults to (0, max(values)); values outside it take the end
         colours. The bar is drawn below the 3D view (:attr:`colour_bar`), labels in ``fmt``.
+        ``cmap`` names a matplotlib colour map (a diverging one, e.g. :data:`DIVERGING_CMAP`,
+        for signed values around 0).
         """
         if self._mesh_actor is None:
             return
@@ -195,6 +207,9 @@ class MeshView(QWidget):
                 top = float(np.max(values))
                 value_range = (0.0, top if top > 0 else 1.0)
             lo, hi = (float(v) for v in value_range)
+            if cmap != self._cmap:
+                mapper.lookup_table.cmap = cmap
+                self._cmap = cmap
             mapper.scalar_range = (lo, hi)
             mapper.scalar_visibility = True
             self.colour_bar.set_range(title, lo, hi, mapper.GetLookupTable(), fmt=fmt)

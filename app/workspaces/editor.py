@@ -30,14 +30,30 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from app.models.mesh_session import DEFAULT_NUM_HANDLES, DEMO_TEMPLATE, MeshSession
-from app.views.mesh_view import UP_AXES, MeshView
+from app.models.mesh_session import (
+    DEFAULT_NUM_HANDLES,
+    DEMO_TEMPLATE,
+    MeshSession,
+    symmetric_range,
+)
+from app.views.mesh_view import DIVERGING_CMAP, UP_AXES, MeshView
 
 MESH_SUFFIXES = (".ply", ".obj", ".stl", ".vtk", ".vtp")
 MESH_FILTER = "Meshes (*.ply *.obj *.stl *.vtk *.vtp);;All files (*)"
 EXPORT_FILTER = "PLY (*.ply);;OBJ (*.obj);;STL (*.stl)"
 HANDLES_FILTER = "Handle sets (*.json);;All files (*)"
 
+
+#: Colour-by entries (label, mode) for every mesh, and those offered only when the session holds
+#: the initial A a learned one started from (a category checkpoint opened in the Editor).
+INFLUENCE_MODES = (
+    ("weights A[k] (log10)", "weights"),
+    ("vertex motion per unit handle move", "response"),
+)
+LEARNED_INFLUENCE_MODES = (
+    ("initial weights A0[k] (log10)", "initial"),
+    ("learned - initial (A[k] - A0[k])", "change"),
+)
 
 #: Percentiles of a row's log10 weights that span the influence colour scale (see
 #: :func:`influence_colour_range`).
@@ -249,12 +265,13 @@ class EditorWorkspace(QWidget):
         colour_row = QHBoxLayout()
         colour_row.addWidget(QLabel("Colour by"))
         self.influence_mode = QComboBox()
-        self.influence_mode.addItem("weights A[k] (log10)", "weights")
-        self.influence_mode.addItem("vertex motion per unit handle move", "response")
+        for label, mode in INFLUENCE_MODES:
+            self.influence_mode.addItem(label, mode)
         self.influence_mode.setToolTip(
             "Weights: the selected handle's row of the dependency matrix A (softmax, spans many "
             "orders of magnitude, hence log10). Motion: |column of W^-1 A^T|, how far each "
-            "vertex moves when the handle moves by one unit."
+            "vertex moves when the handle moves by one unit. For a learned A (a category "
+            "checkpoint): the initial row A0[k] it started from, and the change A[k] - A0[k]."
         )
         self.influence_mode.currentIndexChanged.connect(lambda _i: self._update_influence())
         colour_row.addWidget(self.influence_mode, 1)
@@ -399,8 +416,24 @@ class EditorWorkspace(QWidget):
             action.setEnabled(on)
         self.reinit_button.setEnabled(on)
 
+    def _offer_influence_modes(self) -> None:
+        """The colour-by entries for the open A: the comparisons with the initial A only when
+        the session holds it (the current choice stays when it is still offered)."""
+        combo = self.influence_mode
+        current = combo.currentData()
+        entries = INFLUENCE_MODES
+        if self.session.has_initial_dependency:
+            entries += LEARNED_INFLUENCE_MODES
+        combo.blockSignals(True)
+        combo.clear()
+        for label, mode in entries:
+            combo.addItem(label, mode)
+        combo.setCurrentIndex(max(combo.findData(current), 0))
+        combo.blockSignals(False)
+
     def _on_mesh_changed(self) -> None:
         s = self.session
+        self._offer_influence_modes()
         self.view.set_mesh(s.vertices, s.faces)
         self.view.set_handles(s.handle_targets())
         self.view.set_wireframe(self.wireframe_action.isChecked())
@@ -461,16 +494,25 @@ class EditorWorkspace(QWidget):
         s = self.session
         if s.ready and s.selection and self.influence_action.isChecked():
             handle = s.selection[-1]
-            if self.influence_mode.currentData() == "response":
+            mode = self.influence_mode.currentData()
+            if mode == "response":
                 values = s.response(handle)
                 self.view.set_scalars(values, f"Motion per unit, handle {handle}")
-            else:
-                # Softmax weights initialised as d^-16 span tens of decades: a linear scale
-                # would show one hot vertex, log10 shows how the weight falls off.
-                values = np.log10(np.maximum(s.influence(handle), 1e-300))
+            elif mode == "change" and s.has_initial_dependency:
+                values = s.influence_change(handle)
                 self.view.set_scalars(
                     values,
-                    f"log10 weight, handle {handle}",
+                    f"learned - initial weight, handle {handle}",
+                    value_range=symmetric_range(values),
+                    fmt="%.2g",
+                    cmap=DIVERGING_CMAP,
+                )
+            else:
+                initial = mode == "initial" and s.has_initial_dependency
+                values = s.log_influence(handle, initial=initial)
+                self.view.set_scalars(
+                    values,
+                    f"log10 {'initial ' if initial else ''}weight, handle {handle}",
                     value_range=influence_colour_range(values),
                     fmt="%.0f",
                 )

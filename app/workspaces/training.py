@@ -25,7 +25,6 @@ from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import (
     QCheckBox,
     QFileDialog,
-    QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -45,6 +44,7 @@ from PyQt6.QtWidgets import (
 from app import dialogs
 from app.models.training_session import TrainingSession, Update, warm_up
 from app.paths import CHECKPOINT_FILTER, DEMO_CHECKPOINT
+from app.views.config_form import ConfigForm
 from app.views.frame_bar import FrameBar
 from app.views.keypoint_data import DataPanel, sequence_summary
 from app.views.plots import LossCurves, Points2DPlot
@@ -61,9 +61,9 @@ from engine.io.keypoints import skeleton_edges
 CURVES_INTERVAL_S = 2.0
 PREVIEW_INTERVAL_S = 2.0
 
-# Labels of the TrainConfig fields in the form; a field missing here is shown under its own name,
-# so settings added to TrainConfig later appear without changes here. The data set comes from
-# the data panel, not the form.
+# Labels of the TrainConfig fields in the form (app.views.config_form.ConfigForm); a field
+# missing here is shown under its own name, so settings added to TrainConfig later appear without
+# changes here. The data set comes from the data panel, not the form.
 FIELD_LABELS = {
     "iterations": "Iterations",
     "lam": "Lambda (g weight)",
@@ -85,28 +85,6 @@ FIELD_LABELS = {
     "logsum_from": "Log-sum from step",
     "logsum_eps": "Log-sum scale",
 }
-
-
-def form_fields() -> list[tuple[str, str, type, bool]]:
-    """``(field, label, kind, automatic)`` for every TrainConfig field but ``data``: kind is
-    int, float, bool or str (from the field's annotation); ``automatic`` fields may be left
-    empty (None: the engine chooses, see ``TrainConfig.resolved``)."""
-    from engine.prn.config import TrainConfig
-
-    rows = []
-    for f in dataclasses.fields(TrainConfig):
-        if f.name == "data":
-            continue
-        annotation = str(f.type)
-        kind = next((k for k in (bool, int, float) if k.__name__ in annotation), str)
-        automatic = "None" in annotation and kind is not str
-        label = FIELD_LABELS.get(f.name, f.name.replace("_", " ").capitalize())
-        rows.append((f.name, label, kind, automatic))
-    return rows
-
-
-_BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True}
-_BOOL_WORDS |= {"false": False, "no": False, "off": False, "0": False}
 
 
 def checkpoint_summary(checkpoint) -> str:
@@ -157,30 +135,16 @@ class TrainingWorkspace(QWidget):
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
-        self.data_panel = DataPanel()
+        from engine.prn.config import TrainConfig
 
-        form_box = QGroupBox("Hyper-parameters")
-        form = QFormLayout(form_box)
-        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
-        self.form_fields = form_fields()
-        self.fields: dict[str, QLineEdit] = {}
-        self.field_errors: dict[str, QLabel] = {}
-        for name, label, _kind, automatic in self.form_fields:
-            edit = QLineEdit()
-            edit.setObjectName(f"field_{name}")
-            if name == "device":
-                edit.setPlaceholderText("auto (cpu / cuda)")
-            elif automatic:
-                edit.setPlaceholderText("auto")
-            error = QLabel()
-            error.setStyleSheet("color: #c0392b;")
-            error.setWordWrap(True)
-            error.hide()
-            form.addRow(label, edit)
-            form.addRow("", error)
-            edit.editingFinished.connect(self._validate_form)
-            self.fields[name] = edit
-            self.field_errors[name] = error
+        self.data_panel = DataPanel()
+        self.form = ConfigForm(
+            "Hyper-parameters",
+            TrainConfig,
+            FIELD_LABELS,
+            skip={"data"},
+            hints={"device": "auto (cpu / cuda)"},
+        )
 
         run_box = QGroupBox("Run")
         self.start_button = QPushButton("Start")
@@ -230,7 +194,7 @@ class TrainingWorkspace(QWidget):
 
         panel = QWidget()
         panel_layout = QVBoxLayout(panel)
-        for box in (self.data_panel, run_box, form_box, save_box, ckpt_box):
+        for box in (self.data_panel, run_box, self.form, save_box, ckpt_box):
             panel_layout.addWidget(box)
         panel_layout.addStretch(1)
         scroll = QScrollArea()
@@ -272,6 +236,7 @@ class TrainingWorkspace(QWidget):
     def _connect(self) -> None:
         s = self.session
         self.data_panel.requested.connect(self.load_data)
+        self.form.edited.connect(self._validate_form)
         self.start_button.clicked.connect(self.start_training)
         self.pause_button.clicked.connect(s.pause)
         self.resume_button.clicked.connect(self.resume_training)
@@ -389,10 +354,7 @@ class TrainingWorkspace(QWidget):
 
     # ------------------------------------------------------------------ form
     def _fill_form(self, config) -> None:
-        for name, _label, _kind, _automatic in self.form_fields:
-            value = getattr(config, name)
-            self.fields[name].setText("" if value is None else str(value).lower())
-        self._clear_errors()
+        self.form.fill(config)
         self._show_automatic_values()
 
     def _show_automatic_values(self) -> None:
@@ -406,24 +368,7 @@ class TrainingWorkspace(QWidget):
                 resolved = self.read_config().resolved(sequence.num_frames)
             except InputError:
                 resolved = TrainConfig().resolved(sequence.num_frames)
-        for name, _label, _kind, automatic in self.form_fields:
-            if automatic:
-                value = None if resolved is None else getattr(resolved, name)
-                hint = "auto" if value is None else f"auto: {str(value).lower()}"
-                self.fields[name].setPlaceholderText(hint)
-
-    def _clear_errors(self) -> None:
-        for name, label in self.field_errors.items():
-            label.hide()
-            label.clear()
-            self.fields[name].setStyleSheet("")
-
-    def _mark_error(self, field: str | None, message: str) -> None:
-        name = (field or "").split(".")[-1]
-        if name in self.field_errors:
-            self.field_errors[name].setText(message)
-            self.field_errors[name].show()
-            self.fields[name].setStyleSheet("border: 1px solid #c0392b;")
+        self.form.show_automatic(resolved)
 
     def read_config(self):
         """The form as a validated ``TrainConfig`` (data = the loaded data set's spec).
@@ -433,49 +378,35 @@ class TrainingWorkspace(QWidget):
         """
         from engine.prn.config import TrainConfig
 
-        values: dict = {"data": self.session.data_spec or TrainConfig().data}
-        for name, _label, kind, automatic in self.form_fields:
-            text = self.fields[name].text().strip()
-            if kind is str or (automatic and not text):
-                values[name] = text or None
-                continue
-            if kind is bool:
-                if text.lower() not in _BOOL_WORDS:
-                    raise InputError(f"expected true or false, got {text!r}", field=name)
-                values[name] = _BOOL_WORDS[text.lower()]
-                continue
-            try:
-                values[name] = int(text) if kind is int else float(text)
-            except ValueError:
-                expected = "an integer" if kind is int else "a number"
-                raise InputError(f"expected {expected}, got {text!r}", field=name) from None
-        config = TrainConfig(**values)
-        config.validate()
-        return config
+        return self.form.read(data=self.session.data_spec or TrainConfig().data)
 
     def _validate_form(self) -> bool:
-        self._clear_errors()
+        """Re-validate after an edit (also the automatic choices for the loaded data)."""
+        from engine.prn.config import TrainConfig
+
+        sequence = self.session.sequence
+
+        def check_resolved(config) -> None:
+            if sequence is not None:
+                config.resolved(sequence.num_frames).validate()
+
         try:
-            config = self.read_config()
-            if self.session.sequence is not None:
-                config.resolved(self.session.sequence.num_frames).validate()
-        except InputError as exc:
-            self._mark_error(exc.field, exc.problem)
-            return False
+            return self.form.validate(
+                check=check_resolved, data=self.session.data_spec or TrainConfig().data
+            )
         finally:
             self._show_automatic_values()
-        return True
 
     # ------------------------------------------------------------------ run control
     def start_training(self) -> bool:
         """Start a fresh run from the form; invalid fields are marked and reported."""
-        self._clear_errors()
+        self.form.clear_errors()
         try:
             config = self.read_config()
             self._apply_autosave()
             self.session.start(config)
         except InputError as exc:
-            self._mark_error(exc.field, exc.problem)
+            self.form.mark_error(exc.field, exc.problem)
             self._error("Cannot start training", exc)
             return False
         except RuntimeError as exc:
@@ -490,15 +421,15 @@ class TrainingWorkspace(QWidget):
         if self.session.state == "paused":
             self.session.resume()
             return
-        self._clear_errors()
+        self.form.clear_errors()
         try:
-            iterations = int(self.fields["iterations"].text())
+            iterations = int(self.form.fields["iterations"].text())
             self._apply_autosave()
             self.session.continue_training(iterations)
         except ValueError:
-            self._mark_error("iterations", "expected an integer")
+            self.form.mark_error("iterations", "expected an integer")
         except InputError as exc:
-            self._mark_error(exc.field, exc.problem)
+            self.form.mark_error(exc.field, exc.problem)
             self._error("Cannot continue training", exc)
         except RuntimeError as exc:
             self._error("Cannot continue training", exc)

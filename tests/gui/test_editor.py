@@ -376,3 +376,84 @@ def test_large_mesh_shows_one_message_and_the_workers_progress(
         and abs(image.pixelColor(x, row).red() - highlight.red()) < 40
     )
     assert filled > 0.5 * value / 1000 * image.width(), (filled, value, image.width())
+
+
+def _learned_sphere(k: int = 6):
+    """A 162-vertex sphere with an 'initial' A0 (softmax of -16 log d around k handles, as the
+    authors initialise it, here on straight-line distance) and a 'learned' A (A0's logits
+    perturbed), both (k, N) right-stochastic: what a category checkpoint hands the Editor."""
+    from engine.io.mesh import validate_mesh
+
+    vertices, faces = icosphere(2)
+    handle_ids = np.linspace(0, len(vertices) - 1, k).astype(np.int64)
+    d = np.linalg.norm(vertices[handle_ids][:, None] - vertices[None], axis=-1)
+    logits = -16.0 * np.log(np.maximum(d, 0.05))
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    initial = softmax(logits)
+    learned = softmax(logits + np.random.default_rng(0).normal(scale=3.0, size=logits.shape))
+    return validate_mesh(vertices, faces), handle_ids, learned, initial
+
+
+def test_learned_dependency_colours_beside_the_initial_one(editor, qtbot):
+    """Opened with a learned and an initial A (as the Category tab's 'Open in Editor' does),
+    the colour-by choices add the initial row and the change; a plain mesh has neither."""
+    from app.models.mesh_session import symmetric_range
+
+    combo, view = editor.influence_mode, editor.view
+    modes = [combo.itemData(i) for i in range(combo.count())]
+    assert modes == ["weights", "response"], "the demo mesh holds no initial A"
+
+    mesh, handle_ids, learned, initial = _learned_sphere()
+    with qtbot.waitSignal(editor.session.mesh_changed, timeout=60_000):
+        editor.session.open(
+            mesh, handle_ids=handle_ids, dependency=learned, initial_dependency=initial
+        )
+    session = editor.session
+    assert session.has_initial_dependency
+    modes = [combo.itemData(i) for i in range(combo.count())]
+    assert modes == ["weights", "response", "initial", "change"]
+    handle = 2
+    session.select([handle])
+
+    def shown() -> np.ndarray:
+        return np.asarray(view._poly.point_data["influence"], dtype=np.float64)
+
+    assert combo.currentData() == "weights"
+    np.testing.assert_allclose(shown(), np.log10(learned[handle]), rtol=1e-9)
+    assert view.colour_bar.title == f"log10 weight, handle {handle}"
+
+    combo.setCurrentIndex(combo.findData("initial"))
+    np.testing.assert_allclose(shown(), np.log10(initial[handle]), rtol=1e-9)
+    assert view.colour_bar.title == f"log10 initial weight, handle {handle}"
+    assert not np.allclose(shown(), np.log10(learned[handle]))
+
+    combo.setCurrentIndex(combo.findData("change"))
+    change = learned[handle] - initial[handle]
+    np.testing.assert_allclose(shown(), change, atol=1e-12)
+    lo, hi = view._mesh_actor.mapper.scalar_range
+    assert lo == pytest.approx(-hi) and hi > 0, "the change scale is centred on 0"
+    assert (lo, hi) == pytest.approx(symmetric_range(change))
+    assert hi == pytest.approx(np.percentile(np.abs(change), 99.0))
+    # A diverging map: the ends differ in hue (blue to red), the middle is pale.
+    lut = view._mesh_actor.mapper.lookup_table
+    low, mid, high = (np.array(lut.map_value(v)[:3]) for v in (lo, 0.0, hi))
+    assert low[2] > low[0] and high[0] > high[2] and mid.min() > 0.7, (low, mid, high)
+    # Another handle follows the chosen mode.
+    session.select([4])
+    np.testing.assert_allclose(shown(), learned[4] - initial[4], atol=1e-12)
+
+    # A plain mesh again: the comparisons go, the choice falls back to the weights.
+    with qtbot.waitSignal(session.mesh_changed, timeout=60_000):
+        editor.open_demo(num_handles=8)
+    assert not session.has_initial_dependency
+    assert [combo.itemData(i) for i in range(combo.count())] == ["weights", "response"]
+    assert combo.currentData() == "weights"
+    session.select([1])
+    np.testing.assert_allclose(
+        shown(), np.log10(np.maximum(session.influence(1), 1e-300)), rtol=1e-9
+    )
+    assert view.colour_bar.title == "log10 weight, handle 1"

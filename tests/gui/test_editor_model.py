@@ -169,3 +169,35 @@ def test_large_meshes_are_prepared_in_a_process_that_cancel_stops(qtbot, monkeyp
         session.cancel()
     assert not session.is_busy and session.num_handles == 6
     np.testing.assert_array_equal(session.vertices, before)
+
+
+def test_initial_dependency_rows_and_their_change(session):
+    from app.models.mesh_session import symmetric_range
+
+    # A plain mesh holds no initial A: its rows are refused with the field named.
+    assert not session.has_initial_dependency
+    with pytest.raises(InputError) as info:
+        session.influence_change(0)
+    assert info.value.field == "initial_dependency"
+    np.testing.assert_allclose(
+        session.log_influence(1), np.log10(np.maximum(session.influence(1), 1e-300))
+    )
+
+    learned = session.basis.dependency
+    initial = np.full_like(learned, 1.0 / learned.shape[1])
+    session.initial_dependency = initial  # as install() sets it for a learned A
+    np.testing.assert_allclose(session.log_influence(2, initial=True), np.log10(initial[2]))
+    np.testing.assert_allclose(session.influence_change(2), learned[2] - initial[2])
+    # An initial A of another shape is refused before anything starts.
+    with pytest.raises(InputError, match="shape"):
+        session.open(
+            session.mesh,
+            handle_ids=session.handle_ids,
+            dependency=learned,
+            initial_dependency=initial[:-1],
+        )
+    assert not session.is_busy
+
+    lo, hi = symmetric_range(np.array([-0.5, 0.01, -0.02, 0.0] + [0.001] * 200))
+    assert lo == -hi and 0.001 < hi < 0.05  # the one large change saturates
+    assert symmetric_range(np.zeros(10)) == (-1.0, 1.0)

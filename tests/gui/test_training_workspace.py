@@ -73,7 +73,7 @@ def workspace(main_window, qtbot):
 
 def fill(ws, **values) -> None:
     for name, text in {**TINY_FORM, **values}.items():
-        ws.fields[name].setText(str(text))
+        ws.form.fields[name].setText(str(text))
 
 
 class EventLoopProbe:
@@ -165,7 +165,7 @@ def test_train_pause_resume_save_load(workspace, qtbot, tmp_path, errors):
     assert ws.session.trainer.step == 300
     info = ws.checkpoint_info.toPlainText()
     assert f"e3d = {metrics['e3d']:.6g}" in info and "Created:" in info and "hidden = 32" in info
-    assert ws.fields["hidden"].text() == "32"
+    assert ws.form.fields["hidden"].text() == "32"
     assert ws.loss_curves.count == 300
 
 
@@ -185,13 +185,13 @@ def test_invalid_settings_are_marked_next_to_the_field(workspace, errors):
     fill(ws, batch_size=40, iterations=10)
     assert not ws.start_training()
     assert ws.session.state == "ready"
-    assert ws.field_errors["batch_size"].isVisibleTo(ws)
-    assert "multiple of group_size" in ws.field_errors["batch_size"].text()
+    assert ws.form.errors["batch_size"].isVisibleTo(ws)
+    assert "multiple of group_size" in ws.form.errors["batch_size"].text()
     assert errors and "batch_size" in errors[-1]
     fill(ws, batch_size=32, lr="fast")
     assert not ws.start_training()
-    assert "expected a number" in ws.field_errors["lr"].text()
-    assert not ws.field_errors["batch_size"].isVisibleTo(ws)
+    assert "expected a number" in ws.form.errors["lr"].text()
+    assert not ws.form.errors["batch_size"].isVisibleTo(ws)
 
 
 def test_damaged_or_foreign_checkpoint_keeps_the_current_state(workspace, qtbot, tmp_path, errors):
@@ -376,3 +376,33 @@ def test_paused_run_shows_paused_instead_of_time_left(workspace, qtbot, errors):
     qtbot.waitUntil(lambda: "left" in ws.eta_label.text(), timeout=20_000)
     ws.session.stop()
     qtbot.waitUntil(lambda: not ws.session.is_busy(), timeout=20_000)
+
+
+def test_automatic_fields_show_what_the_engine_chooses(workspace):
+    """The form is a ConfigForm of TrainConfig: empty automatic fields name the value chosen
+    for the loaded data, an edit re-validates it and marks the field it concerns."""
+    from engine.prn.config import TrainConfig
+
+    ws = workspace
+    assert "data" not in ws.form.fields  # the data panel chooses it
+    ws.form.fill(TrainConfig())
+    resolved = TrainConfig().resolved(ws.session.sequence.num_frames)
+    ws._show_automatic_values()
+    fields = ws.form.fields
+    assert fields["group_size"].text() == ""
+    assert fields["group_size"].placeholderText() == f"auto: {resolved.group_size}"
+    assert fields["reflections"].placeholderText() == f"auto: {str(resolved.reflections).lower()}"
+    assert fields["device"].placeholderText() == "auto (cpu / cuda)"
+    assert ws.read_config().group_size is None
+
+    fields["group_size"].setText("16")
+    fields["group_size"].editingFinished.emit()
+    assert fields["batch_size"].placeholderText() == "auto: 16"
+    assert ws.read_config().group_size == 16
+    fields["batch_size"].setText("40")
+    fields["batch_size"].editingFinished.emit()
+    assert ws.form.errors["batch_size"].isVisibleTo(ws)
+    assert "multiple of group_size" in ws.form.errors["batch_size"].text()
+    fields["batch_size"].setText("")
+    fields["batch_size"].editingFinished.emit()
+    assert not ws.form.errors["batch_size"].isVisibleTo(ws)

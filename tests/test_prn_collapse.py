@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.nrsfm.normalize import normalize_2d, normalize_3d
-from engine.prn import TrainConfig, Trainer
+from engine.prn import TrainConfig, Trainer, training
 from engine.prn.collapse import COLLAPSE_DEPTH, check_collapse
 from engine.synthetic.nrsfm import SequenceSpec, generated_sequence
 
@@ -39,6 +39,12 @@ def test_truth_beats_flat_depth_and_flat_is_collapsed(sequence):
     # Shallow but real depth (half the truth's) is not flat.
     shallow = torch.cat([x[..., :2], 0.5 * x[..., 2:]], -1)
     assert not check_collapse(shallow, u, None, 0.01, reflections=True).collapsed
+
+
+@pytest.fixture(autouse=True)
+def check_short_runs(monkeypatch):
+    # Real runs are checked only after a first stage of MIN_CHECK_STEPS; these are short.
+    monkeypatch.setattr(training, "MIN_CHECK_STEPS", 1)
 
 
 def _config(**changes):
@@ -73,6 +79,13 @@ def test_without_restarts_a_collapse_is_only_warned(sequence):
     assert trainer.restarts_done == 0
     assert trainer.step == trainer.config.iterations
     assert any("flat" in w for w in trainer.warnings)
+
+
+def test_short_runs_are_not_checked(sequence, monkeypatch):
+    monkeypatch.setattr(training, "MIN_CHECK_STEPS", 200)
+    trainer = Trainer(_config(), sequence)
+    trainer.run()
+    assert not trainer.checks_collapse and trainer.checks == [] and not trainer.warnings
 
 
 def test_no_check_for_large_data_in_groups():

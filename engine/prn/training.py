@@ -77,6 +77,9 @@ DIVERGENCE_FACTOR = 1e4
 PREVIEW_EVERY = 10
 #: Attempt k (a restart after a collapse) initialises its weights from ``seed + k * this``.
 RESTART_SEED_STEP = 1_000_003
+#: Runs whose first stage is shorter than this are not checked for a collapse: the depth
+#: layer starts at zero, so a few steps are flat by construction, not collapsed.
+MIN_CHECK_STEPS = 200
 
 
 @dataclass
@@ -241,8 +244,11 @@ class Trainer(TrainingLoop):
     # ----------------------------------------------------------------- collapse and restarts
     @property
     def checks_collapse(self) -> bool:
-        """Whether this run checks for a collapse: one sequence trained as one group."""
-        return self.config.batch_size == self.config.group_size == len(self._frames)
+        """Whether this run checks for a collapse: one sequence trained as one group, with a
+        first stage of at least :data:`MIN_CHECK_STEPS` steps."""
+        cfg = self.config
+        one_group = cfg.batch_size == cfg.group_size == len(self._frames)
+        return one_group and self.first_stage_end >= MIN_CHECK_STEPS
 
     @property
     def first_stage_end(self) -> int:

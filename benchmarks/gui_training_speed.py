@@ -1,4 +1,5 @@
-"""PRN training speed in the window against the command line's trainer loop, in one run.
+"""Training speed in the window against the command line's trainer loop, in one run: PRN's
+Training tab, or with ``--category`` the Category tab.
 
 Trains the same network on the same data with the same settings for a fixed number of steps
 (default 300, on ``face.mat``): (a) the command line's loop (``python main.py train``: a
@@ -13,10 +14,16 @@ read. ``--cli-default-threads`` adds the command line loop with torch's default 
 (on a busy 2-core machine two threads can be many times slower than one: see
 ``training_threads``).
 
+``--category``: the same comparison for category learning on ``synthetic:quadruped`` (one
+warm-up epoch, then ``--steps`` main steps; the command line's loop is ``python main.py
+category train``'s: a ``CategoryTrainer`` with its tqdm callback; the window's is the Category
+tab's Start with the session's worker thread, curves and instance views updating).
+
 Needs an X server (PyVista's Qt interactor does not work with Qt's offscreen platform):
 
     xvfb-run -a .venv/bin/python benchmarks/gui_training_speed.py
     xvfb-run -a .venv/bin/python benchmarks/gui_training_speed.py --data synthetic:human --steps 200
+    xvfb-run -a .venv/bin/python benchmarks/gui_training_speed.py --category --steps 60
 """
 
 from __future__ import annotations
@@ -82,6 +89,100 @@ def cli_loop(config, sequence, threads: int | None) -> tuple[float, int]:
     finally:
         torch.set_num_threads(before)
     return clock.rate(), used
+
+
+def category_config(steps: int):
+    from engine.category.config import CategoryConfig
+
+    return CategoryConfig(iterations=steps, warmup_epochs=1, eval_every=10**6)
+
+
+def category_cli_loop(steps: int, images, threads: int | None) -> tuple[float, int]:
+    """The loop of ``python main.py category train`` (engine/cli/category.py): steps/s."""
+    import torch
+    from tqdm import tqdm
+
+    from engine.category.training import CategoryTrainer
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    used = torch.get_num_threads()
+    try:
+        trainer = CategoryTrainer(category_config(steps), images)
+        bar = tqdm(total=trainer.total_iterations, unit="step", file=io.StringIO())
+
+        def on_step(event) -> None:  # as the command line's own callback
+            bar.update(event.step - bar.n)
+            bar.set_postfix_str(
+                f"{event.phase}, {event.hypotheses} hyp, loss {event.losses['total']:.4g}",
+                refresh=False,
+            )
+
+        clock = StepClock()
+        trainer.add_callback(on_step)
+        trainer.add_callback(clock)
+        trainer.run()
+        bar.close()
+    finally:
+        torch.set_num_threads(before)
+    return clock.rate(), used
+
+
+def category_window_run(steps: int, timeout_s: float) -> tuple[float, int, int]:
+    """The Category tab of the real window: steps/s, torch threads, GUI updates received."""
+    import pyvista
+    import torch
+    from PyQt6.QtCore import QCoreApplication, QEventLoop, QSettings, QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    pyvista.OFF_SCREEN = False
+    qapp = QApplication.instance() or QApplication(sys.argv[:1])
+    with tempfile.TemporaryDirectory(prefix="shapebench-bench-") as tmp:
+        for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+            for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+                QSettings.setPath(fmt, scope, tmp)
+        QCoreApplication.setOrganizationName("shapebench-benchmarks")
+        QCoreApplication.setApplicationName("ShapeBench-benchmarks")
+        import app.workspaces.compare as compare
+        import app.workspaces.training as training
+        from app.main_window import MainWindow
+
+        missing = Path(tmp) / "no_demo.pt"
+        training.DEMO_CHECKPOINT = missing
+        compare.DEMO_CHECKPOINT = missing
+        window = MainWindow(
+            settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat)
+        )
+        window.show()
+        ws = window.workspace("Category")
+        window.show_workspace(ws)
+        ws.load_data("synthetic:quadruped")
+        run_loop_until(lambda: ws.session.images is not None, 300.0)
+        config = category_config(steps)
+        ws.form.fields["iterations"].setText(str(config.iterations))
+        ws.form.fields["warmup_epochs"].setText(str(config.warmup_epochs))
+        ws.form.fields["eval_every"].setText(str(config.eval_every))
+        clock = StepClock()
+        updates = []
+        ws.session.updated.connect(updates.append)
+        ws.session.run_changed.connect(
+            lambda: ws.session.trainer is not None and ws.session.trainer.add_callback(clock)
+        )
+        loop = QEventLoop()
+        ended = ("finished", "failed", "stopped")
+        ws.session.state_changed.connect(lambda state: state in ended and loop.quit())
+        QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+        if not ws.start_training():
+            raise SystemExit("the run did not start")
+        if ws.session.state not in ended:
+            loop.exec()
+        if ws.session.state not in ended:
+            ws.session.shutdown()
+        threads = torch.get_num_threads()
+        window.close()
+        qapp.processEvents()
+    return clock.rate(), threads, len(updates)
 
 
 def run_loop_until(done, timeout_s: float) -> bool:
@@ -173,11 +274,15 @@ def main() -> int:
         action="store_true",
         help="also run the command line loop with torch's default thread count",
     )
+    parser.add_argument("--category", action="store_true", help="the Category tab instead")
     args = parser.parse_args()
 
     import torch
 
     from app.models.training_session import training_threads
+
+    if args.category:
+        return category_main(args)
     from engine.io.keypoints import load_dataset
     from engine.prn.config import TrainConfig
 
@@ -207,6 +312,34 @@ def main() -> int:
     print("|---|---|---|---|---|")
     for name, threads, rate, updates in rows:
         print(f"| {name} | {threads} | {rate:.1f} | {rate / reference:.2f} | {updates} |")
+    return 0
+
+
+def category_main(args) -> int:
+    import torch
+
+    from app.models.training_session import training_threads
+    from engine.io.image_sets import load_image_set
+
+    images = load_image_set("synthetic:quadruped", size=category_config(1).size)
+    load_start = os.getloadavg()[0]
+    rows = []
+    rate, threads = category_cli_loop(args.steps, images, training_threads())
+    rows.append(("(a) command line trainer loop", threads, rate, "-"))
+    rate, threads, updates = category_window_run(args.steps, args.timeout)
+    rows.append(("(b) window: Category tab, category session", threads, rate, str(updates)))
+    rate, threads = category_cli_loop(args.steps, images, training_threads())
+    rows.append(("(a) command line trainer loop, again", threads, rate, "-"))
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} cores, load average {load_start:.1f} at "
+        f"the start, {os.getloadavg()[0]:.1f} at the end; synthetic:quadruped, {len(images)} "
+        f"images, one warm-up epoch then {args.steps} steps"
+    )
+    reference = (rows[0][2] + rows[2][2]) / 2
+    print("| run | torch threads | steps/s | vs mean of (a) | GUI updates |")
+    print("|---|---|---|---|---|")
+    for name, threads, rate, updates in rows:
+        print(f"| {name} | {threads} | {rate:.2f} | {rate / reference:.2f} | {updates} |")
     return 0
 
 

@@ -19,7 +19,9 @@ from PyQt6.QtCore import QObject, pyqtSignal, pyqtSlot
 from app.models.training_session import limit_torch_threads
 from app.workers import Worker
 
-UPDATE_INTERVAL_S = 0.1
+#: Seconds between two updates sent to the GUI thread during a run (each holds the GIL the
+#: training thread needs; see LIVE_REDRAW_INTERVAL_S in app/views/plots.py).
+UPDATE_INTERVAL_S = 0.5
 
 
 class CategorySession(QObject):

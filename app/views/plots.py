@@ -16,6 +16,15 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtWidgets import QWidget
 
+#: While a run trains, a workspace redraws its curves (and previews) at most this often (seconds
+#: of wall clock). Every redraw runs on the GUI thread and holds the GIL and a CPU the training
+#: thread needs: the log axes' grid of the curves takes ~50 ms to paint in software, and any
+#: repaint of a window holding an OpenGL view (the VTK views are QOpenGLWidgets) composes the
+#: whole window through software GL. Redrawn every 0.3 s, the PRN window trained at about half
+#: the command line's speed, the Category tab (every 0.1 s) at 0.76 of it
+#: (benchmarks/gui_training_speed.py).
+LIVE_REDRAW_INTERVAL_S = 2.0
+
 CURVE_PENS = {
     "total": pg.mkPen("#222222", width=2),
     "f": pg.mkPen("#1f77b4", width=1.5),

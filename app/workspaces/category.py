@@ -21,6 +21,7 @@ thread. No numerics here: views ask the engine (``engine.category.inspect``) wha
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ from PyQt6.QtWidgets import (
 from app.models.category_session import CategorySession
 from app.views.config_form import ConfigForm
 from app.views.mesh_view import MeshView
-from app.views.plots import LossCurves
+from app.views.plots import LIVE_REDRAW_INTERVAL_S, LossCurves
 from app.workers import Worker
 from engine.core.errors import InputError
 
@@ -112,6 +113,7 @@ class CategoryWorkspace(QWidget):
         self._view = None
         self._eval_worker: Worker | None = None
         self._last_hypotheses = None
+        self._curves_drawn_at = 0.0
         self._build()
         self._connect()
         self.form.fill(self._default_config())
@@ -397,10 +399,16 @@ class CategoryWorkspace(QWidget):
         start = self.curves.count
         new = events[start:]
         self.curves.append([e.step for e in new], [e.losses for e in new])
+        marked = False
         for e in new:
             for mark in e.marks:
                 self.curves.add_mark(e.step, mark)
-        self.curves.redraw()
+                marked = True
+        now = time.monotonic()
+        ended = event.step >= event.total_steps
+        if marked or ended or now - self._curves_drawn_at >= LIVE_REDRAW_INTERVAL_S:
+            self._curves_drawn_at = now
+            self.curves.redraw()
         self.progress.setRange(0, event.total_steps)
         self.progress.setValue(event.step)
         state = self.session.state

@@ -47,19 +47,14 @@ from app.paths import CHECKPOINT_FILTER, DEMO_CHECKPOINT
 from app.views.config_form import ConfigForm
 from app.views.frame_bar import FrameBar
 from app.views.keypoint_data import DataPanel, sequence_summary
-from app.views.plots import LossCurves, Points2DPlot
+from app.views.plots import LIVE_REDRAW_INTERVAL_S, LossCurves, Points2DPlot
 from app.views.skeleton_view import SkeletonView
 from engine.core.errors import InputError
 from engine.io.keypoints import skeleton_edges
 
-# While a run trains, the window redraws at most this often (seconds of wall clock). Every
-# redraw runs on the GUI thread and holds the GIL and a CPU the training thread needs: the log
-# axes' grid of the curves takes ~50 ms to paint in software, and any repaint of a window
-# holding an OpenGL view (the VTK views are QOpenGLWidgets) composes the whole window through
-# software GL. At 0.3 s for the curves and a preview per update (10 updates a second) the
-# window trained at about half the command line's speed (benchmarks/gui_training_speed.py).
-CURVES_INTERVAL_S = 2.0
-PREVIEW_INTERVAL_S = 2.0
+# The curves and the preview follow a run at the shared live-redraw pace (see app/views/plots.py).
+CURVES_INTERVAL_S = LIVE_REDRAW_INTERVAL_S
+PREVIEW_INTERVAL_S = LIVE_REDRAW_INTERVAL_S
 
 # Labels of the TrainConfig fields in the form (app.views.config_form.ConfigForm); a field
 # missing here is shown under its own name, so settings added to TrainConfig later appear without

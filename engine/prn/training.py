@@ -35,6 +35,13 @@ gradient assumes convergence, so it is approximate); the trainer counts such gro
 saved in checkpoints and carried on by a resume), and reports the total as the metric
 ``align_not_converged`` whenever it is above 0.
 
+Collapse to flat depth (one sequence trained as one group): at the end of the first stage and
+of the run the network is checked against flat depth (:mod:`engine.prn.collapse`); a flat
+attempt is restarted from the weights of ``seed + k * RESTART_SEED_STEP`` (``config.restarts``
+times at most; the run then lasts ``config.iterations`` steps from the start of the attempt kept,
+:attr:`Trainer.attempt_start`), and when every attempt is flat the lowest-cost one goes on and
+:attr:`Trainer.warnings` says so.
+
 Determinism and exact resume: weights are initialised from ``config.seed`` without touching the
 global torch RNG; the loop draws no torch randomness (no dropout), and batches come from the
 trainer's own ``numpy.random.Generator``. A checkpoint stores the optimiser, the lr scheduler and

@@ -154,7 +154,7 @@ def main() -> int:
         rows.append(("idle window (reference)", 0, summary(probe.stop()), args.idle))
         for name, form in PHASES.items():
             for field, text in {**form, "iterations": str(args.iterations)}.items():
-                ws.fields[field].setText(text)
+                ws.form.fields[field].setText(text)
             probe = LatencyProbe()
             start = time.perf_counter()
             if not ws.start_training():

@@ -236,7 +236,7 @@ def window_run(spec: str, steps: int, timeout_s: float) -> tuple[float, int, int
         run_loop_until(lambda: not warming_up(), 60.0)
         if not ws.load_data(spec):
             raise SystemExit(f"could not load {spec}")
-        ws.fields["iterations"].setText(str(steps))
+        ws.form.fields["iterations"].setText(str(steps))
         clock = StepClock()
         updates = []
         ws.session.updated.connect(updates.append)

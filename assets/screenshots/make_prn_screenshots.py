@@ -73,15 +73,15 @@ def main() -> int:
             # The shipped demo, trained a little further: its whole loss history plus a live run.
             if not ws.open_checkpoint(str(training.DEMO_CHECKPOINT)):
                 raise RuntimeError("the demo checkpoint did not load")
-            ws.fields["iterations"].setText(str(ws.session.trainer.step + 150))
-            ws.fields["preview_frame"].setText("40")
+            ws.form.fields["iterations"].setText(str(ws.session.trainer.step + 150))
+            ws.form.fields["preview_frame"].setText("40")
             ws.resume_training()
         else:
             ws.load_data("synthetic:human?frames=2000")
             form = {"iterations": 400, "hidden": 128, "batch_size": 64, "group_size": 32}
             form.update(lr="0.001", eval_every=50, preview_frame=40)
             for name, value in form.items():
-                ws.fields[name].setText(str(value))
+                ws.form.fields[name].setText(str(value))
             if not ws.start_training():
                 raise RuntimeError("training did not start")
         _wait(app, lambda: ws.session.state == "finished", 600)

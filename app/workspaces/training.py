@@ -79,6 +79,8 @@ FIELD_LABELS = {
     "logsum": "Log-sum g",
     "logsum_from": "Log-sum from step",
     "logsum_eps": "Log-sum scale",
+    "align_max_iter": "Alignment sweeps",
+    "restarts": "Restarts if flat",
 }
 
 

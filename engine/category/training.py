@@ -27,7 +27,8 @@ template (every hypothesis to its own optimum), and during training the hypothes
 at the fractions ``prune_at`` of the main steps (8 -> 4 -> 2, the most probable kept). With one
 hypothesis and keypoints, cameras start from rigid structure from motion on the keypoints; with
 several and keypoints, each hypothesis is first moved to its nearest camera that projects the
-template's keypoints onto the image's (no rendering; the rendered warm-up moves each row only
+template's keypoints onto the image's (unless ``config.extra["keypoint_init"]`` is False, as
+for the single-camera baseline; no rendering; the rendered warm-up moves each row only
 once per epoch, and its database cameras ended 17 degrees off in a 600-step run on the training
 split, 14 with this fit).
 
@@ -259,7 +260,7 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
                 front_axis=self.template.front_axis,
                 elevations=cfg.elevations,
             )
-            if self.has_keypoints:
+            if self.has_keypoints and cfg.extra.get("keypoint_init", True):
                 cams = fit_hypotheses_to_keypoints(
                     cams, im.keypoints, mesh.vertices[self.template.keypoint_vertices], cfg.size
                 )

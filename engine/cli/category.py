@@ -126,7 +126,7 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-keypoint-init",
         action="store_true",
-        help="with --hypotheses 1: start from a front view, not from the keypoints",
+        help="do not start the cameras from the keypoints (rigid SfM with --hypotheses 1, the keypoint fit of the hypotheses otherwise)",
     )
     p.add_argument(
         "--freeze-dependency", action="store_true", help="keep A at its initial value (a baseline)"

@@ -29,6 +29,7 @@ Needs an X server (PyVista's Qt interactor does not work with Qt's offscreen pla
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import sys
@@ -58,18 +59,27 @@ class StepClock:
         return (s1 - s0) / (t1 - t0) if t1 > t0 else float("nan")
 
 
-def cli_loop(config, sequence, threads: int | None) -> tuple[float, int]:
-    """The loop of ``python main.py train`` (engine/cli/prn.py): steps/s and torch threads."""
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with ``threads`` torch threads (None: as set); yields the count used."""
     import torch
-    from tqdm import tqdm
-
-    from engine.prn.training import Trainer
 
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
-    used = torch.get_num_threads()
     try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def cli_loop(config, sequence, threads: int | None) -> tuple[float, int]:
+    """The loop of ``python main.py train`` (engine/cli/prn.py): steps/s and torch threads."""
+    from tqdm import tqdm
+
+    from engine.prn.training import Trainer
+
+    with torch_threads(threads) as used:
         trainer = Trainer(config, sequence)
         bar = tqdm(total=config.iterations, unit="step", file=io.StringIO(), dynamic_ncols=True)
 
@@ -86,8 +96,6 @@ def cli_loop(config, sequence, threads: int | None) -> tuple[float, int]:
         trainer.add_callback(clock)
         trainer.run()
         bar.close()
-    finally:
-        torch.set_num_threads(before)
     return clock.rate(), used
 
 
@@ -99,16 +107,11 @@ def category_config(steps: int):
 
 def category_cli_loop(steps: int, images, threads: int | None) -> tuple[float, int]:
     """The loop of ``python main.py category train`` (engine/cli/category.py): steps/s."""
-    import torch
     from tqdm import tqdm
 
     from engine.category.training import CategoryTrainer
 
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    used = torch.get_num_threads()
-    try:
+    with torch_threads(threads) as used:
         trainer = CategoryTrainer(category_config(steps), images)
         bar = tqdm(total=trainer.total_iterations, unit="step", file=io.StringIO())
 
@@ -124,16 +127,15 @@ def category_cli_loop(steps: int, images, threads: int | None) -> tuple[float, i
         trainer.add_callback(clock)
         trainer.run()
         bar.close()
-    finally:
-        torch.set_num_threads(before)
     return clock.rate(), used
 
 
-def category_window_run(steps: int, timeout_s: float) -> tuple[float, int, int]:
-    """The Category tab of the real window: steps/s, torch threads, GUI updates received."""
+@contextlib.contextmanager
+def benchmark_window():
+    """The real main window, shown, with settings under a temporary folder (never the user's)
+    and no demo checkpoint playing beside the run; closed at the end of the block."""
     import pyvista
-    import torch
-    from PyQt6.QtCore import QCoreApplication, QEventLoop, QSettings, QTimer
+    from PyQt6.QtCore import QCoreApplication, QSettings
     from PyQt6.QtWidgets import QApplication
 
     pyvista.OFF_SCREEN = False
@@ -155,33 +157,61 @@ def category_window_run(steps: int, timeout_s: float) -> tuple[float, int, int]:
             settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat)
         )
         window.show()
+        try:
+            yield window
+        finally:
+            window.close()
+            qapp.processEvents()
+
+
+def train_in_window(ws, timeout_s: float) -> None:
+    """Press the workspace's Start and wait until its run ends (or the timeout stops it).
+
+    Waits on the session's own signal: a polling timer would wake the GUI thread (and take the
+    GIL) many times a second, which the command line runs do not pay for."""
+    from PyQt6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    ended = ("finished", "failed", "stopped")
+    ws.session.state_changed.connect(lambda state: state in ended and loop.quit())
+    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    if not ws.start_training():
+        raise SystemExit("the run did not start")
+    if ws.session.state not in ended:
+        loop.exec()
+    if ws.session.state not in ended:
+        ws.session.shutdown()
+
+
+def print_rates(rows: list[tuple[str, int, float, str]], digits: int) -> None:
+    """The table of runs, each rate also against the mean of the two command-line runs."""
+    reference = (rows[0][2] + rows[2][2]) / 2
+    print("| run | torch threads | steps/s | vs mean of (a) | GUI updates |")
+    print("|---|---|---|---|---|")
+    for name, threads, rate, updates in rows:
+        print(f"| {name} | {threads} | {rate:.{digits}f} | {rate / reference:.2f} | {updates} |")
+
+
+def category_window_run(steps: int, timeout_s: float) -> tuple[float, int, int]:
+    """The Category tab of the real window: steps/s, torch threads, GUI updates received."""
+    import torch
+
+    with benchmark_window() as window:
         ws = window.workspace("Category")
         window.show_workspace(ws)
         ws.load_data("synthetic:quadruped")
         run_loop_until(lambda: ws.session.images is not None, 300.0)
         config = category_config(steps)
-        ws.form.fields["iterations"].setText(str(config.iterations))
-        ws.form.fields["warmup_epochs"].setText(str(config.warmup_epochs))
-        ws.form.fields["eval_every"].setText(str(config.eval_every))
+        for name in ("iterations", "warmup_epochs", "eval_every"):
+            ws.form.fields[name].setText(str(getattr(config, name)))
         clock = StepClock()
         updates = []
         ws.session.updated.connect(updates.append)
         ws.session.run_changed.connect(
             lambda: ws.session.trainer is not None and ws.session.trainer.add_callback(clock)
         )
-        loop = QEventLoop()
-        ended = ("finished", "failed", "stopped")
-        ws.session.state_changed.connect(lambda state: state in ended and loop.quit())
-        QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-        if not ws.start_training():
-            raise SystemExit("the run did not start")
-        if ws.session.state not in ended:
-            loop.exec()
-        if ws.session.state not in ended:
-            ws.session.shutdown()
+        train_in_window(ws, timeout_s)
         threads = torch.get_num_threads()
-        window.close()
-        qapp.processEvents()
     return clock.rate(), threads, len(updates)
 
 
@@ -206,31 +236,11 @@ def run_loop_until(done, timeout_s: float) -> bool:
 
 def window_run(spec: str, steps: int, timeout_s: float) -> tuple[float, int, int]:
     """The Training tab of the real window: steps/s, torch threads, GUI updates received."""
-    import pyvista
     import torch
-    from PyQt6.QtCore import QCoreApplication, QSettings
-    from PyQt6.QtWidgets import QApplication
 
-    pyvista.OFF_SCREEN = False
-    qapp = QApplication.instance() or QApplication(sys.argv[:1])
-    with tempfile.TemporaryDirectory(prefix="shapebench-bench-") as tmp:
-        for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
-            for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
-                QSettings.setPath(fmt, scope, tmp)
-        QCoreApplication.setOrganizationName("shapebench-benchmarks")
-        QCoreApplication.setApplicationName("ShapeBench-benchmarks")
-        import app.workspaces.compare as compare
-        import app.workspaces.training as training
-        from app.main_window import MainWindow
-        from app.models.training_session import warming_up
+    from app.models.training_session import warming_up
 
-        missing = Path(tmp) / "no_demo.pt"  # no demo checkpoint playing beside the run
-        training.DEMO_CHECKPOINT = missing
-        compare.DEMO_CHECKPOINT = missing
-        window = MainWindow(
-            settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat)
-        )
-        window.show()
+    with benchmark_window() as window:
         ws = window.workspace("Training")
         window.show_workspace(ws)
         run_loop_until(lambda: not warming_up(), 60.0)
@@ -241,24 +251,8 @@ def window_run(spec: str, steps: int, timeout_s: float) -> tuple[float, int, int
         updates = []
         ws.session.updated.connect(updates.append)
         ws.session.trainer_ready.connect(lambda: ws.session.trainer.add_callback(clock))
-        # Wait on the session's own signal: a polling timer would wake the GUI thread (and
-        # take the GIL) many times a second, which the command line runs do not pay for.
-        from PyQt6.QtCore import QEventLoop, QTimer
-
-        loop = QEventLoop()
-        ended = ("finished", "failed", "stopped")
-        ws.session.state_changed.connect(lambda state: state in ended and loop.quit())
-        QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-        if not ws.start_training():
-            raise SystemExit("the run did not start")
-        if ws.session.state not in ended:
-            loop.exec()
-        finished = ws.session.state in ended
-        if not finished:
-            ws.session.shutdown()
+        train_in_window(ws, timeout_s)
         threads = torch.get_num_threads()
-        window.close()
-        qapp.processEvents()
     return clock.rate(), threads, len(updates)
 
 
@@ -307,11 +301,7 @@ def main() -> int:
         f"{sequence.num_frames} frames x {sequence.num_points} points, {args.steps} steps, "
         f"hidden {resolved.hidden}, batch {resolved.batch_size}, group {resolved.group_size}"
     )
-    reference = (rows[0][2] + rows[2][2]) / 2
-    print("| run | torch threads | steps/s | vs mean of (a) | GUI updates |")
-    print("|---|---|---|---|---|")
-    for name, threads, rate, updates in rows:
-        print(f"| {name} | {threads} | {rate:.1f} | {rate / reference:.2f} | {updates} |")
+    print_rates(rows, digits=1)
     return 0
 
 
@@ -335,11 +325,7 @@ def category_main(args) -> int:
         f"the start, {os.getloadavg()[0]:.1f} at the end; synthetic:quadruped, {len(images)} "
         f"images, one warm-up epoch then {args.steps} steps"
     )
-    reference = (rows[0][2] + rows[2][2]) / 2
-    print("| run | torch threads | steps/s | vs mean of (a) | GUI updates |")
-    print("|---|---|---|---|---|")
-    for name, threads, rate, updates in rows:
-        print(f"| {name} | {threads} | {rate:.2f} | {rate / reference:.2f} | {updates} |")
+    print_rates(rows, digits=2)
     return 0
 
 

@@ -65,3 +65,20 @@ def fitted_window(qtbot, settings):
     qtbot.wait(50)  # the fit to the screen once the frame is known (a queued call)
     yield window
     window.close()
+
+
+@pytest.fixture
+def wait_worker(qtbot):
+    """``wait_worker(worker, timeout_ms)``: wait until a Worker that is already started has
+    ended and its queued signals have reached the GUI thread.
+
+    ``qtbot.waitSignal(worker.done)`` entered after ``start()`` misses the signal when a quick
+    job ends before the wait connects (seen on CI with the zero-depth baseline), so this polls
+    the thread instead; the thread quits only after ``done`` is emitted.
+    """
+
+    def wait(worker, timeout_ms: int = 120_000) -> None:
+        qtbot.waitUntil(lambda: not worker.is_running(), timeout=timeout_ms)
+        qtbot.wait(20)
+
+    return wait

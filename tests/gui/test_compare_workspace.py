@@ -68,19 +68,17 @@ def eval_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def workspace(main_window, qtbot, checkpoint, eval_file, errors):
+def workspace(main_window, qtbot, checkpoint, eval_file, errors, wait_worker):
     ws = main_window.workspace("Compare")
     main_window.show_workspace(ws)
     qtbot.waitExposed(ws)
     assert ws.load_data(str(eval_file)), errors
     worker = ws.add_checkpoint(str(checkpoint))
     assert worker is not None, errors
-    with qtbot.waitSignal(worker.done, timeout=60_000):
-        pass
+    wait_worker(worker, 60_000)
     # The classic NRSfM baseline takes seconds: only the CLI comparison computes it.
     worker = ws.compute(checkpoints=[], baselines=["zero_depth"])
-    with qtbot.waitSignal(worker.done, timeout=120_000):
-        pass
+    wait_worker(worker)
     assert not errors
     return ws
 
@@ -95,13 +93,12 @@ def parse_cli_table(text: str) -> dict[str, tuple[str, str]]:
     return rows
 
 
-def test_table_equals_the_cli_numbers(workspace, checkpoint, eval_file, qtbot):
+def test_table_equals_the_cli_numbers(workspace, checkpoint, eval_file, wait_worker):
     from app.workspaces.compare import COL_E3D, COL_MPJPE, COL_NAME
     from engine.nrsfm.baselines import BASELINES
 
     worker = workspace.compute(checkpoints=[], baselines=None)  # every ticked baseline
-    with qtbot.waitSignal(worker.done, timeout=120_000):
-        pass
+    wait_worker(worker)
 
     result = subprocess.run(
         [

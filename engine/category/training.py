@@ -61,6 +61,7 @@ from engine.category.multiplex import (
     prune,
     rigid_cameras_from_keypoints,
 )
+from engine.category.row_adam import RowAdam
 from engine.category.run import CategoryRun
 from engine.category.template import CategoryTemplate, category_template
 from engine.core.device import resolve_device
@@ -281,10 +282,8 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
         cfg = self.config
         net = [p for n, p in self.model.named_parameters() if not n.startswith("deformer.")]
         self.opt_net = torch.optim.Adam(net, lr=cfg.lr)
-        self.opt_cam = torch.optim.SparseAdam([self.camera_db], lr=cfg.lr_cameras)
-        self.opt_deform = torch.optim.SparseAdam(
-            [self.deform_db, self.mirror_db], lr=cfg.lr_deformations
-        )
+        self.opt_cam = RowAdam([self.camera_db], lr=cfg.lr_cameras)
+        self.opt_deform = RowAdam([self.deform_db, self.mirror_db], lr=cfg.lr_deformations)
         self.opt_dep = (
             torch.optim.Adam([self.model.deformer.logits], lr=cfg.lr_dependency)
             if cfg.lr_dependency > 0
@@ -588,7 +587,7 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
             self.camera_db = torch.nn.Parameter(kept.reshape(count, -1).clone())
             self.probabilities = self.probabilities[rows, keep]
             self.probabilities /= self.probabilities.sum(1, keepdim=True)
-        self.opt_cam = torch.optim.SparseAdam([self.camera_db], lr=cfg.lr_cameras)
+        self.opt_cam = RowAdam([self.camera_db], lr=cfg.lr_cameras)
         self.marks.append((self.step + 1, f"{target} hypotheses"))  # reported by this step
 
     # ------------------------------------------------------------------ checkpoints
@@ -624,7 +623,7 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
 
     def load_resume_state(self, extra: dict[str, Any]) -> None:
         self.opt_net.load_state_dict(extra["opt_net"])
-        self.opt_cam = torch.optim.SparseAdam([self.camera_db], lr=self.config.lr_cameras)
+        self.opt_cam = RowAdam([self.camera_db], lr=self.config.lr_cameras)
         self.opt_cam.load_state_dict(extra["opt_cam"])
         self.opt_deform.load_state_dict(extra["opt_deform"])
         if self.opt_dep is not None and extra.get("opt_dep") is not None:

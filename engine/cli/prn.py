@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=d.lam,
         metavar="L",
-        help=f"weight of the low-rank term g (default {d.lam})",
+        help="weight of the low-rank term g (default: 0.01 for data of at most 2048 frames, "
+        "else 0.1)",
     )
     p.add_argument(
         "--hidden",
@@ -285,9 +286,12 @@ def _warn_not_converged(trainer: Any) -> None:
 
 def _penalty(config: Any) -> str:
     """The low-rank term g of a resolved config, in words."""
+    text = "nuclear norm"
     if config.logsum:
-        return f"nuclear norm, log-sum from step {config.logsum_from}"
-    return "nuclear norm"
+        text += f", log-sum (scale {config.logsum_eps:g}) from step {config.logsum_from}"
+    if config.mirror_weight:
+        text += f", depth-sign term {config.mirror_weight:g}"
+    return text
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:

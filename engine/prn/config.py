@@ -31,29 +31,30 @@ tables come from ``benchmarks/prn_*.py`` with the final code):
   frames there instead; on large data, where g has no reflections, it is on (below).
 - Automatic settings (``None`` in the fields ``lam``, ``mirror_weight``, ``batch_size``,
   ``group_size``, ``lr``, ``lr_decay``, ``lr_step``, ``reflections``, ``logsum`` and
-  ``logsum_eps``; :meth:`TrainConfig.resolved` fills
-  them from the number of frames, and a trainer and its checkpoints hold the resolved values).
-  Data of at most :data:`SEQUENCE_MAX_FRAMES` frames (one NRSfM sequence) trains as one
-  sequence: the WHOLE sequence is one alignment group per step, reflection-invariant alignment
-  in g, Adam at lr 1e-3 halved every 1000 steps, and g is the nuclear norm for the first 1000
-  steps and the log-sum penalty after them. Larger data: batches of 256 in groups of 128, no
-  reflections, lr 1e-4 x0.8 every 5000 steps, and the stages and weights of the item below. Measured with the
-  defaults otherwise (3000 steps, e3D on drink / face / pickup / stretch / yoga, 1 thread): the
+  ``logsum_eps``; :meth:`TrainConfig.resolved` fills them from the number of frames, and a
+  trainer and its checkpoints hold the resolved values). Data of at most
+  :data:`SEQUENCE_MAX_FRAMES` frames (one NRSfM sequence) trains as one sequence: the WHOLE
+  sequence is one alignment group per step, reflection-invariant alignment in g, Adam at lr 1e-3
+  halved every 1000 steps, and g is the nuclear norm for the first 1000 steps and the log-sum
+  penalty after them. Larger data: batches of 256 in groups of 128, no reflections, lr 1e-4 x0.8
+  every 5000 steps, and the stages and weights of the item below. Measured with the defaults
+  otherwise (3000 steps, e3D on drink / face / pickup / stretch / yoga, 1 thread): the
   large-data settings 0.103 / 0.038 / 0.306 / 0.098 / 0.080 (pickup stays at flat depth, zero
   depth 0.331); with reflections 0.033 / 0.038 / 0.303 / 0.053 / 0.096 (mirrored frames no
-  longer pull depth flat); plus lr 1e-3 halved every 1000 steps 0.032 / 0.038 / 0.068 / 0.052
-  / 0.100; plus one group of min(frames, 512) 0.031 / 0.034 / 0.054 / 0.039 / 0.074. Without
-  the decay (lr 1e-3 constant) yoga gave 0.155; at lr 1e-4 one whole-sequence group left
-  pickup flat (0.289); lam hardly matters there (yoga 0.003: 0.077, 0.01: 0.074, 0.03:
-  0.075). On the synthetic human set (20,000 frames, held-out MPJPE 127.9 mm with the
-  large-data settings) each of these changes hurt: reflections 152.5 mm, the lr 1e-3 schedule
-  157.1, groups of 512 with both 154.7, hence the size rule.
+  longer pull depth flat); plus lr 1e-3 halved every 1000 steps 0.032 / 0.038 / 0.068 / 0.052 /
+  0.100; plus one group of min(frames, 512) 0.031 / 0.034 / 0.054 / 0.039 / 0.074. Without the
+  decay (lr 1e-3 constant) yoga gave 0.155; at lr 1e-4 one whole-sequence group left pickup flat
+  (0.289); lam hardly matters there (yoga 0.003: 0.077, 0.01: 0.074, 0.03: 0.075). On the
+  synthetic human set (20,000 frames, held-out MPJPE 127.9 mm with the large-data settings) each
+  of these changes hurt: reflections 152.5 mm, the lr 1e-3 schedule 157.1, groups of 512 with
+  both 154.7, hence the size rule.
 - Large data's g: lam 0.1, the log-sum stage at scale 0.01 and the depth-sign term at 0.5
   (``mirror_weight``; sequences keep 0.01, 0.003 and 0). Chosen on held-out motions of
   another generator seed (``synthetic:human?split=test&frames=2000&seed=7``, validation MPJPE
   in mm, one thread, 4000 steps unless said; the README's held-out set, seed 0, was not used
-  for any choice): the nuclear norm alone stays at 122-132 whatever lam (0.01: 122, 0.03: 125,
-  0.1: 124), steps (10,000: 132) or data (100,000 frames: 117 at 10,000 steps). The log-sum
+  for any choice): the nuclear norm alone stays at 117-132 whatever lam (0.01: 122, 0.03: 125,
+  0.1: 124), steps (10,000: 132), data (100,000 frames: 117 at 10,000 steps) or the depth-sign
+  term (0.5: 122). The log-sum
   stage at lam 0.01 with scale 0.003 / 0.01 / 0.03 gave 114 / 104 / 119, and with scale 0.01
   lam 0.03 99 and lam 0.1 92 (seed 0); but on training seeds 1 and 2 it inflated the depth
   (RMS depth 1.2 of the RMS 2D radius against 0.45 for good runs; 320-390 mm), also at lam

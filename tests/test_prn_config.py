@@ -68,6 +68,7 @@ def test_resolved_fills_only_automatic_fields():
     assert short.logsum is True and long.logsum is True
     assert (short.lam, short.mirror_weight, short.logsum_eps) == (0.01, 0.0, 0.003)
     assert (long.lam, long.mirror_weight, long.logsum_eps) == (0.1, 0.5, 0.01)
+    assert TrainConfig().resolved(20000, complete=False).mirror_weight == 0.0
     assert TrainConfig(lam=0.02, mirror_weight=0.0).resolved(20000).lam == 0.02
     assert TrainConfig(lam=0.02, mirror_weight=0.0).resolved(20000).mirror_weight == 0.0
     assert TrainConfig().resolved(5000).group_size == 128

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -448,3 +449,18 @@ def test_frames_without_visible_points_are_left_out_of_training(monkeypatch):
     # Data where every frame is usable samples exactly as before (all frames, same order).
     full = Trainer(_config(iterations=3), seq)
     assert full.skipped_frames.size == 0
+
+
+def test_large_data_uses_the_depth_sign_term_only_with_complete_2d():
+    """The automatic depth-sign weight follows the points that train: 0.5 on complete large
+    data, 0 once points are missing (in the data or removed by ``missing_ratio``) and on one
+    sequence."""
+    seq = _sequence(frames=2100)
+    auto = {"lam": None, "mirror_weight": None, "batch_size": None, "group_size": None}
+    assert Trainer(_config(**auto), seq).config.mirror_weight == 0.5
+    assert Trainer(_config(**auto, missing_ratio=0.1), seq).config.mirror_weight == 0.0
+    vis = np.ones(seq.points2d.shape[:2], dtype=bool)
+    vis[5, 2] = False
+    holed = dataclasses.replace(seq, visibility=vis)
+    assert Trainer(_config(**auto), holed).config.mirror_weight == 0.0
+    assert Trainer(_config(**auto), _sequence(frames=300)).config.mirror_weight == 0.0

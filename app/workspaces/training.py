@@ -362,9 +362,12 @@ class TrainingWorkspace(QWidget):
         resolved = None
         if sequence is not None:
             try:
-                resolved = self.read_config().resolved(sequence.num_frames)
+                config = self.read_config()
             except InputError:
-                resolved = TrainConfig().resolved(sequence.num_frames)
+                config = TrainConfig()
+            vis = sequence.visibility
+            complete = config.missing_ratio == 0 and (vis is None or bool(vis.all()))
+            resolved = config.resolved(sequence.num_frames, complete=complete)
         self.form.show_automatic(resolved)
 
     def read_config(self):

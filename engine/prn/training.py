@@ -198,7 +198,9 @@ class Trainer(TrainingLoop):
         )
         self._frames = np.flatnonzero(informative).astype(np.int64)
         self.skipped_frames = np.flatnonzero(~informative).astype(np.int64)
-        config = config.resolved(len(self._frames))
+        vis = train_seq.visibility
+        complete = vis is None or bool(np.asarray(vis)[self._frames].all())
+        config = config.resolved(len(self._frames), complete=complete)
         config.validate()
         #: The run's settings with the automatic ones resolved for this data.
         self.config = config

@@ -31,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from qt_loop import run_loop_until  # beside this script (its folder is on sys.path)
+
 TINY_DATA = "synthetic:human?frames=256&seed=3"
 #: Training phases: name -> form values (the data set is TINY_DATA).
 PHASES = {
@@ -76,25 +78,6 @@ class LatencyProbe:
     def stop(self) -> list[float]:
         self.timer.stop()
         return self.late
-
-
-def run_loop_until(done, timeout_s: float) -> bool:
-    """Run the Qt event loop (a real one, not processEvents) until ``done()`` or the timeout."""
-    from PyQt6.QtCore import QEventLoop, QTimer
-
-    loop = QEventLoop()
-    deadline = time.monotonic() + timeout_s
-    poll = QTimer()
-
-    def check() -> None:
-        if done() or time.monotonic() > deadline:
-            loop.quit()
-
-    poll.timeout.connect(check)
-    poll.start(50)
-    loop.exec()
-    poll.stop()
-    return bool(done())
 
 
 def summary(late: list[float]) -> tuple[int, float, float, float]:

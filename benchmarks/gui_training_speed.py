@@ -39,6 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from qt_loop import run_loop_until  # beside this script (its folder is on sys.path)
+
 FACE = Path("/work/shared/data/nrsfm/face.mat")
 
 
@@ -91,12 +93,19 @@ def cli_loop(config, sequence, threads: int | None) -> tuple[float, int]:
             if event.step % 10 == 0 or event.metrics is not None:
                 bar.set_postfix(post, refresh=False)
 
-        clock = StepClock()
-        trainer.add_callback(on_step)
-        trainer.add_callback(clock)
-        trainer.run()
-        bar.close()
-    return clock.rate(), used
+        rate = timed_run(trainer, on_step, bar)
+    return rate, used
+
+
+def timed_run(trainer, on_step, bar) -> float:
+    """Run ``trainer`` with the command line's callback ``on_step`` and its progress ``bar``;
+    steps/s."""
+    clock = StepClock()
+    trainer.add_callback(on_step)
+    trainer.add_callback(clock)
+    trainer.run()
+    bar.close()
+    return clock.rate()
 
 
 def category_config(steps: int):
@@ -122,12 +131,8 @@ def category_cli_loop(steps: int, images, threads: int | None) -> tuple[float, i
                 refresh=False,
             )
 
-        clock = StepClock()
-        trainer.add_callback(on_step)
-        trainer.add_callback(clock)
-        trainer.run()
-        bar.close()
-    return clock.rate(), used
+        rate = timed_run(trainer, on_step, bar)
+    return rate, used
 
 
 @contextlib.contextmanager
@@ -213,25 +218,6 @@ def category_window_run(steps: int, timeout_s: float) -> tuple[float, int, int]:
         train_in_window(ws, timeout_s)
         threads = torch.get_num_threads()
     return clock.rate(), threads, len(updates)
-
-
-def run_loop_until(done, timeout_s: float) -> bool:
-    """Run the Qt event loop (a real one, not processEvents) until ``done()`` or the timeout."""
-    from PyQt6.QtCore import QEventLoop, QTimer
-
-    loop = QEventLoop()
-    deadline = time.monotonic() + timeout_s
-    poll = QTimer()
-
-    def check() -> None:
-        if done() or time.monotonic() > deadline:
-            loop.quit()
-
-    poll.timeout.connect(check)
-    poll.start(50)
-    loop.exec()
-    poll.stop()
-    return bool(done())
 
 
 def window_run(spec: str, steps: int, timeout_s: float) -> tuple[float, int, int]:

@@ -356,7 +356,7 @@ class TrainingWorkspace(QWidget):
 
     def _show_automatic_values(self) -> None:
         """Empty automatic fields show what the engine will choose for the loaded data."""
-        from engine.prn.config import TrainConfig
+        from engine.prn.config import TrainConfig, complete_2d
 
         sequence = self.session.sequence
         resolved = None
@@ -365,8 +365,7 @@ class TrainingWorkspace(QWidget):
                 config = self.read_config()
             except InputError:
                 config = TrainConfig()
-            vis = sequence.visibility
-            complete = config.missing_ratio == 0 and (vis is None or bool(vis.all()))
+            complete = complete_2d(sequence.visibility, config.missing_ratio)
             resolved = config.resolved(sequence.num_frames, complete=complete)
         self.form.show_automatic(resolved)
 

@@ -101,6 +101,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from engine.core.errors import CheckpointError, InputError
 
 #: Data of at most this many frames is one sequence to reconstruct (the NRSfM setting) and gets
@@ -352,6 +354,13 @@ class TrainConfig:
         config = cls(**d)
         config.validate()
         return config
+
+
+def complete_2d(visibility: Any, missing_ratio: float) -> bool:
+    """Whether training sees every 2D point (the ``complete`` of :meth:`TrainConfig.resolved`):
+    no point missing in ``visibility`` ((F, P) bool array or None = all observed) and none
+    removed by ``missing_ratio``."""
+    return missing_ratio == 0 and (visibility is None or bool(np.asarray(visibility).all()))
 
 
 def _is_cuda_index(name: Any) -> bool:

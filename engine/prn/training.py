@@ -72,7 +72,7 @@ from engine.nrsfm.normalize import check_trainable, normalize_2d
 from engine.nrsfm.procrustes import align
 from engine.prn.checkpoint import load_checkpoint, save_checkpoint
 from engine.prn.collapse import CollapseCheck, check_collapse
-from engine.prn.config import TrainConfig
+from engine.prn.config import TrainConfig, complete_2d
 from engine.prn.model import PRNFCN
 from engine.prn.reconstruct import reconstruct
 
@@ -198,8 +198,8 @@ class Trainer(TrainingLoop):
         )
         self._frames = np.flatnonzero(informative).astype(np.int64)
         self.skipped_frames = np.flatnonzero(~informative).astype(np.int64)
-        vis = train_seq.visibility
-        complete = vis is None or bool(np.asarray(vis)[self._frames].all())
+        vis = None if sequence.visibility is None else sequence.visibility[self._frames]
+        complete = complete_2d(vis, config.missing_ratio)
         config = config.resolved(len(self._frames), complete=complete)
         config.validate()
         #: The run's settings with the automatic ones resolved for this data.

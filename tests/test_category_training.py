@@ -38,6 +38,8 @@ def tiny(**changes) -> CategoryConfig:
         data=SPEC,
         size=32,
         iterations=6,
+        network_steps=3,
+        network_batch=4,
         warmup_epochs=1,
         batch_size=4,
         hypotheses=4,
@@ -57,19 +59,20 @@ def test_databases_and_dependency_matrix_move_and_the_multiplex_narrows():
     events = []
     trainer.add_callback(events.append)
     trainer.run()
-    assert trainer.state == "finished" and trainer.step == 8
+    assert trainer.state == "finished" and trainer.step == 2 + 6 + 3
     assert trainer.num_hypotheses == 2  # halved at 20 % of the main steps, floor 2
     assert any("warm-up end" in e.marks for e in events)
     assert any("2 hypotheses" in e.marks for e in events)
+    assert [e.phase for e in events].count("network") == 3
     assert float(trainer.deform_db.detach().abs().max()) > 0
     assert float((trainer.model.deformer.logits.detach() - trainer.initial_logits).abs().max()) > 0
     assert not torch.equal(trainer.camera_db.detach()[:, :7], before[:, :7])
     probs = trainer.probabilities
     torch.testing.assert_close(probs.sum(1), torch.ones(len(probs)))
     assert float(probs.max()) > 0.5  # no longer uniform
-    assert {"mask", "boundary", "texture", "motion", "edge", "pull_camera"} <= set(
-        events[-1].losses
-    )
+    main = [e for e in events if e.phase == "train"]
+    assert {"mask", "boundary", "texture", "motion", "edge", "pull_camera"} <= set(main[-1].losses)
+    assert {"pull_camera", "pull_deform", "texture"} <= set(events[-1].losses)
 
 
 def test_learned_dependency_fits_better_than_frozen():
@@ -77,6 +80,7 @@ def test_learned_dependency_fits_better_than_frozen():
     # the database shapes under their cameras) must end lower with it than without.
     common = dict(
         iterations=25,
+        network_steps=0,
         warmup_epochs=0,
         hypotheses=1,
         w_pull_camera=0.0,
@@ -98,19 +102,44 @@ def test_learned_dependency_fits_better_than_frozen():
     torch.testing.assert_close(frozen.model.deformer.logits, frozen.initial_logits)
 
 
+def test_the_network_phase_trains_only_the_network_towards_the_databases():
+    trainer = CategoryTrainer(tiny(network_steps=40, lr=3e-3))
+    trainer.run(until_step=trainer.warmup_steps + trainer.config.iterations)
+    frozen = {
+        "camera_db": trainer.camera_db.detach().clone(),
+        "deform_db": trainer.deform_db.detach().clone(),
+        "mirror_db": trainer.mirror_db.detach().clone(),
+        "logits": trainer.model.deformer.logits.detach().clone(),
+        "probabilities": trainer.probabilities.clone(),
+    }
+    head = trainer.model.camera_head.weight.detach().clone()
+    trainer.run()
+    assert trainer.state == "finished" and trainer.phase == "network"
+    torch.testing.assert_close(trainer.camera_db.detach(), frozen["camera_db"], rtol=0, atol=0)
+    torch.testing.assert_close(trainer.deform_db.detach(), frozen["deform_db"], rtol=0, atol=0)
+    torch.testing.assert_close(trainer.mirror_db.detach(), frozen["mirror_db"], rtol=0, atol=0)
+    torch.testing.assert_close(trainer.model.deformer.logits.detach(), frozen["logits"])
+    torch.testing.assert_close(trainer.probabilities, frozen["probabilities"])
+    assert not torch.equal(trainer.model.camera_head.weight.detach(), head)
+    pulls = [h["pull_camera"] + 2 * h["pull_deform"] for h in trainer.history[-40:]]
+    assert np.mean(pulls[-8:]) < 0.5 * np.mean(pulls[:8])
+    assert trainer.opt_net.param_groups[0]["lr"] < 0.01 * 3e-3  # the cosine decay's end
+
+
 def test_checkpoint_round_trip_and_exact_resume(tmp_path):
     straight = CategoryTrainer(tiny())
     straight.run()
-    first = CategoryTrainer(tiny())
-    first.run(until_step=5)
-    path = tmp_path / "run.pt"
-    first.save_checkpoint(path)
-    resumed = resume_trainer(path)
-    assert resumed.step == 5 and resumed.num_hypotheses == first.num_hypotheses
-    resumed.run()
-    got = [h["total"] for h in resumed.history]
     want = [h["total"] for h in straight.history]
-    np.testing.assert_allclose(got, want, rtol=1e-5)
+    for stop in (5, 9):  # in the main steps and in the network phase
+        first = CategoryTrainer(tiny())
+        first.run(until_step=stop)
+        path = tmp_path / "run.pt"
+        first.save_checkpoint(path)
+        resumed = resume_trainer(path)
+        assert resumed.step == stop and resumed.num_hypotheses == first.num_hypotheses
+        resumed.run()
+        got = [h["total"] for h in resumed.history]
+        np.testing.assert_allclose(got, want, rtol=1e-5)
     run = load_category_run(path)
     assert run.database_names == straight.database_names
     images = load_image_set(SPEC, size=32)
@@ -162,6 +191,8 @@ def test_command_line_train_evaluate_reconstruct(tmp_path, capsys):
         "32",
         "--iterations",
         "3",
+        "--network-steps",
+        "2",
         "--handles",
         "6",
         "--hypotheses",

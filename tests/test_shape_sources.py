@@ -44,6 +44,8 @@ def test_category_checkpoint_gives_its_learned_deformations(tmp_path, monkeypatc
         data="synthetic:quadruped?instances=6&size=48",
         size=32,
         iterations=3,
+        network_steps=2,
+        network_batch=3,
         warmup_epochs=0,
         batch_size=3,
         hypotheses=2,

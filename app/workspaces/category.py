@@ -74,6 +74,7 @@ FIELD_LABELS = {
     "handles": "Handles K",
     "size": "Image size (px)",
     "iterations": "Iterations",
+    "network_steps": "Network-phase steps",
     "warmup_epochs": "Warm-up epochs",
     "batch_size": "Batch size",
     "hypotheses": "Camera hypotheses",

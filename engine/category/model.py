@@ -102,8 +102,9 @@ class CategoryModel(nn.Module):
         )
         self.num_handles = num_handles
 
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        """Predict from ``images`` (B, C, S, S) in [0, 1].
+    def forward(self, images: Tensor, *, detach_texture: bool = False) -> dict[str, Tensor]:
+        """Predict from ``images`` (B, C, S, S) in [0, 1]; with ``detach_texture`` the texture
+        head reads detached features (a texture loss then trains that head alone).
 
         Returns:
             ``offsets`` (B,K,3) template units, ``camera_params`` (B,7) normalised (see the
@@ -117,7 +118,8 @@ class CategoryModel(nn.Module):
             "camera_params": self.camera_head(features),
         }
         if self.texture_head is not None:
-            out["colours"] = torch.sigmoid(self.texture_head(features).view(b, -1, 3))
+            tex = features.detach() if detach_texture else features
+            out["colours"] = torch.sigmoid(self.texture_head(tex).view(b, -1, 3))
         return out
 
     def deform(self, offsets: Tensor) -> Tensor:

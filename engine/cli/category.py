@@ -116,6 +116,14 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         help=f"steps after the warm-up (default {d.iterations})",
     )
     p.add_argument(
+        "--network-steps",
+        type=int,
+        default=d.network_steps,
+        metavar="N",
+        help="steps of the final phase that trains only the network on the fixed databases "
+        f"(default {d.network_steps})",
+    )
+    p.add_argument(
         "--hypotheses",
         type=int,
         default=d.hypotheses,
@@ -217,6 +225,7 @@ def _train(args: argparse.Namespace) -> int:
             handles=args.handles,
             size=args.size,
             iterations=args.iterations,
+            network_steps=args.network_steps,
             hypotheses=args.hypotheses,
             lr_dependency=0.0 if args.freeze_dependency else CategoryConfig.lr_dependency,
             use_motion=not args.no_motion,

@@ -15,6 +15,8 @@ SPEC = "synthetic:quadruped?instances=8&size=48"
 SMALL = {
     "size": "32",
     "iterations": "8",
+    "network_steps": "3",
+    "network_batch": "4",
     "warmup_epochs": "1",
     "batch_size": "4",
     "hypotheses": "4",
@@ -150,6 +152,8 @@ def test_main_window_routes_a_category_checkpoint_to_the_category_tab(
         data=SPEC,
         size=32,
         iterations=2,
+        network_steps=2,
+        network_batch=4,
         warmup_epochs=0,
         batch_size=4,
         hypotheses=2,

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CHECKPOINT = REPO_ROOT / "assets" / "demo_prn.pt"
 DATA_FILE_FILTER = "Keypoint sequences (*.mat *.npz);;All files (*)"
 CHECKPOINT_FILTER = "PRN checkpoints (*.pt);;All files (*)"
+
+
+def autosave_file(name: str) -> Path:
+    """Default autosave checkpoint ``name`` in the user's data folder
+    (``$XDG_DATA_HOME/shapebench/autosave``, ``~/.local/share`` by default; created here), so
+    that a run never litters the folder the app was started from."""
+    root = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    folder = root / "shapebench" / "autosave"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name

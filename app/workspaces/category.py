@@ -49,6 +49,7 @@ from PyQt6.QtWidgets import (
 )
 
 from app.models.category_session import CategorySession
+from app.paths import autosave_file
 from app.views.config_form import ConfigForm
 from app.views.mesh_view import MeshView
 from app.views.plots import LIVE_REDRAW_INTERVAL_S, LossCurves
@@ -185,7 +186,7 @@ class CategoryWorkspace(QWidget):
         self.status.setWordWrap(True)
         run.addWidget(self.progress, 1, 0, 1, 4)
         run.addWidget(self.status, 2, 0, 1, 4)
-        self.autosave_path = QLineEdit(str(Path.cwd() / "autosave_category.pt"))
+        self.autosave_path = QLineEdit(str(autosave_file("autosave_category.pt")))
         self.autosave_every = QSpinBox()
         self.autosave_every.setRange(0, 1_000_000)
         self.autosave_every.setValue(250)

@@ -43,7 +43,7 @@ from PyQt6.QtWidgets import (
 
 from app import dialogs
 from app.models.training_session import TrainingSession, Update, warm_up
-from app.paths import CHECKPOINT_FILTER, DEMO_CHECKPOINT
+from app.paths import CHECKPOINT_FILTER, DEMO_CHECKPOINT, autosave_file
 from app.views.config_form import ConfigForm
 from app.views.frame_bar import FrameBar
 from app.views.keypoint_data import DataPanel, sequence_summary
@@ -170,7 +170,7 @@ class TrainingWorkspace(QWidget):
         self.autosave_every.setRange(1, 10_000_000)
         self.autosave_every.setValue(500)
         self.autosave_every.setSuffix(" steps")
-        self.autosave_path = QLineEdit(str(Path.cwd() / "autosave_prn.pt"))
+        self.autosave_path = QLineEdit(str(autosave_file("autosave_prn.pt")))
         browse = QPushButton("…")
         browse.setFixedWidth(28)
         browse.clicked.connect(self._choose_autosave_path)

@@ -31,6 +31,12 @@ def _isolated_qsettings(tmp_path_factory: pytest.TempPathFactory, qapp) -> None:
     QCoreApplication.setApplicationName("ShapeBench-tests")
 
 
+@pytest.fixture(autouse=True)
+def _isolated_autosave(tmp_path, monkeypatch) -> None:
+    """Default autosaves (``app.paths.autosave_file``) go to a temp dir, never the user's."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
+
 @pytest.fixture
 def settings(tmp_path) -> QSettings:
     """A fresh, empty settings file for one test."""

@@ -4,6 +4,8 @@ modes, and evaluate with the command line's numbers in the table."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -171,3 +173,12 @@ def test_main_window_routes_a_category_checkpoint_to_the_category_tab(
     assert category.session.run is not None and category.session.state == "loaded"
     assert shown == []  # no workspace tried to read it as a PRN checkpoint
     assert category.form.fields["iterations"].text() == "2"
+
+
+def test_default_autosaves_are_in_the_user_data_folder_not_the_working_directory(
+    main_window, tmp_path
+):
+    for tab in ("Category", "Training"):
+        path = Path(main_window.workspace(tab).autosave_path.text())
+        assert path.parent == tmp_path / "data" / "shapebench" / "autosave"
+        assert path.parent.is_dir()

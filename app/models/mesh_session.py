@@ -577,7 +577,9 @@ class MeshSession(QObject):
         (returns the Worker).
 
         Raises:
-            InputError: bad file, or the set was made for another mesh (hash differs).
+            InputError: bad file, the set was made for another mesh (hash differs), or it has
+                other handles than a learned A (which is tied to its handles; rebuilding would
+                silently replace it with the default A).
         """
         self._require_ready()
         data = read_handle_set(path)
@@ -593,6 +595,15 @@ class MeshSession(QObject):
         if np.array_equal(data["handle_ids"], self._handle_ids):
             self.apply_offsets(data["offsets"])
             return None
+        if self.has_initial_dependency:
+            raise InputError(
+                f"this handle set has other handles ({len(data['handle_ids'])}) than the open "
+                f"learned dependency matrix A ({len(self._handle_ids)} handles); A is tied to "
+                "its handles, so the set cannot be applied to it: open the template without "
+                "the learned A to use this set",
+                path=path,
+                field="handle_ids",
+            )
         return self.open(self.mesh, handle_ids=data["handle_ids"], offsets=data["offsets"])
 
     def export_deformed(self, path: str | Path) -> None:

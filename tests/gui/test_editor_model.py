@@ -105,6 +105,21 @@ def test_handle_set_round_trip_and_refusal_on_another_mesh(session, demo, tmp_pa
         other.load_handle_set(path)
     np.testing.assert_array_equal(other.vertices, before)
 
+    # A learned A is tied to its handles: a set with other handles is refused, not applied
+    # through a rebuilt default A.
+    learned = _ready_session(demo)
+    learned.initial_dependency = np.full_like(learned.basis.dependency, 0.1)
+    data["handle_ids"] = data["handle_ids"][:-1]
+    data["offsets"] = data["offsets"][:-1]
+    data["num_handles"] = len(data["handle_ids"])
+    fewer = tmp_path / "fewer.json"
+    fewer.write_text(json.dumps(data))
+    before = learned.vertices.copy()
+    with pytest.raises(InputError, match="learned dependency matrix") as info:
+        learned.load_handle_set(fewer)
+    assert info.value.field == "handle_ids" and not learned.is_busy
+    np.testing.assert_array_equal(learned.vertices, before)
+
 
 @pytest.mark.parametrize(
     ("text", "field"),

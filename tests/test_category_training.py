@@ -126,6 +126,15 @@ def test_the_network_phase_trains_only_the_network_towards_the_databases():
     assert trainer.opt_net.param_groups[0]["lr"] < 0.01 * 3e-3  # the cosine decay's end
 
 
+def test_a_batch_without_visible_keypoints_reports_no_keypoint_loss():
+    trainer = CategoryTrainer(tiny(iterations=2, network_steps=0))
+    trainer.run(until_step=3)
+    assert all("keypoints" in h for h in trainer.history)
+    trainer.keypoints[..., 2] = 0  # every keypoint hidden: the term is 0 by definition
+    trainer.run()
+    assert "keypoints" not in trainer.history[-1] and trainer.state == "finished"
+
+
 def test_checkpoint_round_trip_and_exact_resume(tmp_path):
     straight = CategoryTrainer(tiny())
     straight.run()

@@ -525,6 +525,10 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
         sel = lambda a: a.view(b, h, *a.shape[1:])[torch.arange(b), best]  # noqa: E731
         for name, value in terms.items():
             report[name] = (p * value).sum(1).mean()
+        if "keypoints" in report and not bool((data["keypoints"][..., 2] > 0).any()):
+            # No visible keypoint in the batch (mirrored images drop theirs): the term is 0
+            # by definition, not a measurement; curves would show it as a perfect fit.
+            del report["keypoints"]
         if not warm:
             if self.has_motion and cfg.w_motion > 0:
                 sb = sel(screen)

@@ -64,6 +64,7 @@ def test_databases_and_dependency_matrix_move_and_the_multiplex_narrows():
     assert any("warm-up end" in e.marks for e in events)
     assert any("2 hypotheses" in e.marks for e in events)
     assert [e.phase for e in events].count("network") == 3
+    assert [e.phase for e in events if "network phase" in e.marks] == ["network"]
     assert float(trainer.deform_db.detach().abs().max()) > 0
     assert float((trainer.model.deformer.logits.detach() - trainer.initial_logits).abs().max()) > 0
     assert not torch.equal(trainer.camera_db.detach()[:, :7], before[:, :7])

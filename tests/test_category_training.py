@@ -136,6 +136,15 @@ def test_a_batch_without_visible_keypoints_reports_no_keypoint_loss():
     assert "keypoints" not in trainer.history[-1] and trainer.state == "finished"
 
 
+def test_a_config_saved_before_the_network_phase_loads_without_it():
+    saved = CategoryConfig().to_dict()
+    del saved["network_steps"]  # as in checkpoints written before the field existed
+    assert CategoryConfig.from_dict(saved).network_steps == 0
+    assert CategoryConfig.from_dict(CategoryConfig().to_dict()).network_steps == 1000
+    with pytest.raises(InputError):
+        CategoryConfig(network_steps=-1).validate()
+
+
 def test_checkpoint_round_trip_and_exact_resume(tmp_path):
     straight = CategoryTrainer(tiny())
     straight.run()

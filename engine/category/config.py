@@ -39,8 +39,8 @@ class CategoryConfig:
         network_steps: steps of the final network phase: the databases and A fixed, the
             network regressed to each instance's most probable camera and offset (the pulls
             alone, no rendering but the texture's) from a fresh Adam with a cosine-decayed
-            learning rate. Without
-            it the network trails the databases it is pulled to (README, category section).
+            learning rate. Without it the network trails the databases it is pulled to
+            (README, category section).
         network_batch: instances per step of the network phase.
         warmup_epochs: passes over the data that fit only the cameras on the template.
         batch_size: instances per step.

@@ -45,7 +45,9 @@ EXTRA_COLOURS = [
     "#aec7e8",
     "#98df8a",
 ]
-# Log axes cannot show zero; a loss of exactly 0 is drawn at this floor.
+# Log axes cannot show zero: a loss of exactly 0 is drawn a decade below the smallest positive
+# loss held (so that a few exact zeros, e.g. an edge-length prior before anything moved, do not
+# stretch the axis over ten decades), and at this floor when no loss is positive.
 LOG_FLOOR = 1e-12
 
 
@@ -127,10 +129,13 @@ class LossCurves(pg.PlotWidget):
     def redraw(self) -> None:
         """Push the held points to the curves."""
         steps = self._steps[: self._count]
-        for name, curve in self._curves.items():
-            values = self._values[name][: self._count]
+        held = [self._values[name][: self._count] for name in self._curves]
+        positive = [v[np.isfinite(v) & (v > 0)] for v in held]
+        smallest = min((float(p.min()) for p in positive if p.size), default=None)
+        floor = LOG_FLOOR if smallest is None else max(LOG_FLOOR, 0.1 * smallest)
+        for curve, values in zip(self._curves.values(), held):
             finite = np.isfinite(values)
-            curve.setData(steps[finite], np.maximum(values[finite], LOG_FLOOR))
+            curve.setData(steps[finite], np.maximum(values[finite], floor))
 
     def add_mark(self, step: int, text: str) -> None:
         """A labelled vertical line at ``step`` (the end of a warm-up, a hypothesis drop)."""

@@ -91,8 +91,10 @@ def test_loss_curves_log_scale_and_append(qtbot):
     assert values[-1] == 0.0
     assert len(steps) == 1003 and steps[-1] == 1003
     assert curves.getPlotItem().ctrl.logYCheck.isChecked()
-    # Zero losses are drawn at the log floor instead of vanishing.
+    # Zero losses are drawn a decade below the smallest positive loss instead of vanishing.
     assert curves.curve_points("f") == 1003
+    _, drawn = curves._curves["f"].getData()  # log10 of the values on a log axis
+    assert drawn.min() == pytest.approx(np.log10(0.1))
 
 
 def test_save_animation_frame_counts(tmp_path):

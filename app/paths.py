@@ -13,9 +13,13 @@ CHECKPOINT_FILTER = "PRN checkpoints (*.pt);;All files (*)"
 
 def autosave_file(name: str) -> Path:
     """Default autosave checkpoint ``name`` in the user's data folder
-    (``$XDG_DATA_HOME/shapebench/autosave``, ``~/.local/share`` by default; created here), so
-    that a run never litters the folder the app was started from."""
+    (``$XDG_DATA_HOME/shapebench/autosave``, ``~/.local/share`` by default; created here when
+    possible), so that a run never litters the folder the app was started from. A folder that
+    cannot be made (a read-only home) is not an error here: the save names it when it fails."""
     root = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     folder = root / "shapebench" / "autosave"
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
     return folder / name

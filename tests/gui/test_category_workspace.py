@@ -182,3 +182,12 @@ def test_default_autosaves_are_in_the_user_data_folder_not_the_working_directory
         path = Path(main_window.workspace(tab).autosave_path.text())
         assert path.parent == tmp_path / "data" / "shapebench" / "autosave"
         assert path.parent.is_dir()
+
+
+def test_an_unwritable_data_folder_does_not_stop_the_app(tmp_path, monkeypatch):
+    from app.paths import autosave_file
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("XDG_DATA_HOME", str(blocker))
+    assert autosave_file("a.pt") == blocker / "shapebench" / "autosave" / "a.pt"

@@ -566,28 +566,27 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
                 report["network"] = net.mean()
                 total = total + cfg.w_network * net.mean()
         report["total"] = total
-        value = float(total.detach())
-        if not math.isfinite(value):
-            self.error = f"training diverged at step {self.step + 1}: the loss is {value}"
-            return None
         optimisers = [self.opt_cam, self.opt_deform] + (
             [] if warm else [self.opt_net] + ([self.opt_dep] if self.opt_dep else [])
         )
-        for opt in (self.opt_cam, self.opt_deform, self.opt_net, self.opt_dep):
-            if opt is not None:
-                opt.zero_grad(set_to_none=True)
-        total.backward()
-        if not self._finite_gradients(optimisers):
+        if not self._descend(total, optimisers):
             return None
-        for opt in optimisers:
-            opt.step()
         self.step += 1
         if self.step == self.warmup_steps and self.warmup_steps > 0:
             self.marks.append((self.step, "warm-up end"))
         return {k: float(v.detach()) for k, v in report.items()}
 
-    def _finite_gradients(self, optimisers: list) -> bool:
-        """False (and :attr:`error` set) when a gradient of ``optimisers``' tensors is not finite."""
+    def _descend(self, total: torch.Tensor, optimisers: list) -> bool:
+        """Back-propagate ``total`` and step ``optimisers``; False (and :attr:`error` set,
+        nothing stepped) when the loss or one of their gradients is not finite."""
+        value = float(total.detach())
+        if not math.isfinite(value):
+            self.error = f"training diverged at step {self.step + 1}: the loss is {value}"
+            return False
+        for opt in (self.opt_cam, self.opt_deform, self.opt_net, self.opt_dep):
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+        total.backward()
         for opt in optimisers:
             for group in opt.param_groups:
                 for prm in group["params"]:
@@ -599,6 +598,8 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
                             f"training diverged at step {self.step + 1}: non-finite gradient"
                         )
                         return False
+        for opt in optimisers:
+            opt.step()
         return True
 
     def _network_step(self) -> dict[str, float] | None:
@@ -649,15 +650,8 @@ class CategoryTrainer(TrainingLoop, CategoryRun):
             report["texture"] = texture
             total = total + cfg.w_texture * texture
         report["total"] = total
-        value = float(total.detach())
-        if not math.isfinite(value):
-            self.error = f"training diverged at step {self.step + 1}: the loss is {value}"
+        if not self._descend(total, [self.opt_net]):
             return None
-        self.opt_net.zero_grad(set_to_none=True)
-        total.backward()
-        if not self._finite_gradients([self.opt_net]):
-            return None
-        self.opt_net.step()
         self.step += 1
         return {k: float(v.detach()) for k, v in report.items()}
 

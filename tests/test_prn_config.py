@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from engine.core.errors import CheckpointError, InputError
-from engine.prn.config import TrainConfig
+from engine.prn.config import LARGE_DATA_ITERATIONS, SEQUENCE_ITERATIONS, TrainConfig
 
 
 def test_defaults_are_valid_and_round_trip():
@@ -41,6 +41,8 @@ def test_defaults_are_valid_and_round_trip():
         ("logsum", 1),
         ("logsum_from", -1),
         ("logsum_eps", 0.0),
+        ("mirror_margin", 0.0),
+        ("mirror_margin", 1.5),
         ("align_max_iter", 0),
         ("align_max_iter", 2.0),
         ("eval_every", 0),
@@ -66,6 +68,8 @@ def test_resolved_fills_only_automatic_fields():
     )
     assert (long.batch_size, long.group_size, long.lr, long.reflections) == (256, 128, 1e-4, False)
     assert short.logsum is True and long.logsum is True
+    assert (short.iterations, long.iterations) == (SEQUENCE_ITERATIONS, LARGE_DATA_ITERATIONS)
+    assert TrainConfig(iterations=7).resolved(20000).iterations == 7
     assert (short.lam, short.mirror_weight, short.logsum_eps) == (0.01, 0.0, 0.003)
     assert (long.lam, long.mirror_weight, long.logsum_eps) == (0.1, 0.5, 0.01)
     assert TrainConfig().resolved(20000, complete=False).mirror_weight == 0.0
@@ -96,3 +100,10 @@ def test_from_dict_rejects_unknown_and_missing_keys():
     with pytest.raises(InputError) as info:
         TrainConfig.from_dict({**TrainConfig().to_dict(), "hidden": -3})
     assert info.value.field == "hidden"
+
+
+def test_checkpoint_without_mirror_margin_keeps_the_old_depth_sign_term():
+    old = TrainConfig().to_dict()
+    del old["mirror_margin"]
+    assert TrainConfig.from_dict(old).mirror_margin == 1.0
+    assert TrainConfig().mirror_margin == 0.8

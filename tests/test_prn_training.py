@@ -223,13 +223,18 @@ def test_mirrored_frames_finds_the_reflected_frame():
         shape = base + 0.05 * torch.tensor(rng.normal(size=(10, 3)))
         if i == 4:
             shape = shape * torch.tensor([1.0, 1.0, -1.0])
+        if i == 2:
+            # Nearly flat and mirrored: its mirror image fits the group only a little better.
+            shape = shape * torch.tensor([1.0, 1.0, -0.05])
         frames.append(shape @ torch.tensor(q).T)
     from engine.nrsfm.procrustes import align
 
     aligned, _ = align(torch.stack(frames)[None])
     flags = mirrored_frames(aligned)
     assert flags.shape == (1, 6)
-    assert flags[0].tolist() == [False, False, False, False, True, False]
+    assert flags[0].tolist() == [False, False, True, False, True, False]
+    clear = mirrored_frames(aligned, 0.8)
+    assert clear[0].tolist() == [False, False, False, False, True, False]
     # Independent reference: minimise the mirrored frame's residual to the group mean over
     # rotation vectors numerically (several starts) instead of the closed-form Kabsch value.
     from scipy.optimize import minimize
@@ -246,10 +251,11 @@ def test_mirrored_frames_finds_the_reflected_frame():
         best = min(minimize(cost, rng.normal(size=3) * 2).fun for _ in range(6))
         own = float(((z[i] - mean) ** 2).sum())
         assert (best < own) == bool(flags[0, i]), i
+        assert (best < 0.8 * own) == bool(clear[0, i]), i
 
 
 def test_mirror_term_adds_to_the_cost():
-    trainer = Trainer(_config(iterations=4, mirror_weight=2.0), _sequence())
+    trainer = Trainer(_config(iterations=4, mirror_weight=2.0, mirror_margin=1.0), _sequence())
     events = []
     trainer.add_callback(events.append)
     trainer.run()

@@ -63,6 +63,7 @@ FIELD_LABELS = {
     "iterations": "Iterations",
     "lam": "Lambda (g weight)",
     "mirror_weight": "Mirror weight",
+    "mirror_margin": "Mirror margin",
     "hidden": "Hidden width",
     "batch_size": "Batch size",
     "group_size": "Group size",
@@ -426,7 +427,8 @@ class TrainingWorkspace(QWidget):
             self._apply_autosave()
             self.session.continue_training(iterations)
         except ValueError:
-            self.form.mark_error("iterations", "expected an integer")
+            # Also an empty (automatic) field: continuing needs the step to train up to.
+            self.form.mark_error("iterations", "expected the step to train up to (an integer)")
         except InputError as exc:
             self.form.mark_error(exc.field, exc.problem)
             self._error("Cannot continue training", exc)

@@ -25,7 +25,12 @@ _DATA_HELP = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train``, ``reconstruct`` and ``evaluate`` sub-commands; each sets ``func``."""
-    from engine.prn.config import SEQUENCE_MAX_FRAMES, TrainConfig
+    from engine.prn.config import (
+        LARGE_DATA_ITERATIONS,
+        SEQUENCE_ITERATIONS,
+        SEQUENCE_MAX_FRAMES,
+        TrainConfig,
+    )
 
     d = TrainConfig()
     p = subparsers.add_parser(
@@ -45,9 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--iterations",
         type=int,
-        default=d.iterations,
+        default=None,
         metavar="N",
-        help=f"optimiser steps (default {d.iterations})",
+        help=f"optimiser steps (default: {SEQUENCE_ITERATIONS} for data of at most "
+        f"{SEQUENCE_MAX_FRAMES} frames, else {LARGE_DATA_ITERATIONS})",
     )
     p.add_argument(
         "--lambda",
@@ -200,13 +206,10 @@ def _train(args: argparse.Namespace) -> int:
         flag = {"lam": "lambda"}.get(exc.field or "", exc.field or "")
         raise InputError(exc.problem, field="--" + flag.replace("_", "-")) from None
     sequence = load_dataset(config.data, seed=config.seed)
-    trainer = Trainer(
-        config,
-        sequence,
-        autosave_path=out,
-        autosave_every=args.autosave_every or config.iterations,
-    )
+    trainer = Trainer(config, sequence, autosave_path=out)
     used = trainer.config
+    # 0 means only at the end, which the automatic settings decide.
+    trainer.autosave_every = args.autosave_every or used.iterations
     print(
         f"training PRN (hidden {used.hidden}, lambda {used.lam:g}, lr {used.lr:g}, batch "
         f"{used.batch_size} in groups of {used.group_size}, reflections "
@@ -222,7 +225,7 @@ def _train(args: argparse.Namespace) -> int:
             "points and are left out of training (they are still evaluated)",
             file=sys.stderr,
         )
-    bar = tqdm(total=config.iterations, unit="step", file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=used.iterations, unit="step", file=sys.stderr, dynamic_ncols=True)
 
     def on_step(event: Any) -> None:
         bar.update(event.step - bar.n)

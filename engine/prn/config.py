@@ -9,10 +9,11 @@ Deviations, each measured as e3D on the NRSfM sequence pickup (settings of each 
 development runs used a zero-initialised depth layer, see :mod:`engine.prn.model`; the README's
 tables come from ``benchmarks/prn_*.py`` with the final code):
 
-- ``iterations`` 3000 and ``hidden`` 256 instead of 14k-70k and 1024: one NRSfM sequence must
-  train in under 5 minutes on a 2-core CPU. Width 1024 trains 4x slower per step and was no
-  better (1500 steps, groups of 64: 0.060 vs 0.057); the error plateaus after about 2000
-  steps (3000 steps: 0.0535; 5000 steps at lr 1e-3: 0.059).
+- ``iterations`` 3000 (for one sequence; larger data below) and ``hidden`` 256 instead of
+  14k-70k and 1024: one NRSfM sequence must train in under 5 minutes on a 2-core CPU. Width
+  1024 trains 4x slower per step and was no better (1500 steps, groups of 64: 0.060 vs
+  0.057); the error plateaus after about 2000 steps (3000 steps: 0.0535; 5000 steps at lr
+  1e-3: 0.059).
 - Large data: ``batch_size`` 256 in ``group_size`` 128 instead of 128 in groups of 32 (the
   automatic settings below; for sequences one whole-sequence group): the nuclear norm of a
   larger group is a better low-rank signal (800 steps at lr 1e-3: groups of 32 0.079, of 64
@@ -65,6 +66,31 @@ tables come from ``benchmarks/prn_*.py`` with the final code):
   the depth-sign term failed: 174.9 with it, 121.7 without, 149.3 for the nuclear norm at lam
   0.01; so it is used only when the training 2D is complete (one seed, one ratio: a rule to
   check further).
+- ``mirror_margin`` 0.8 (not in the paper): the depth-sign term counts a frame as mirrored
+  only when its mirror image's residual to the group's mean is below 0.8 of its own. The
+  measurements above used the plain test (margin 1), under which a fifth of the frames of the
+  TRUE 3D count as mirrored in random groups of 128 validation frames (0.1 % at 0.8): the term
+  flattened correct frames. The shipped seed-0 network's depth was 0.77 of the truth's (RMS),
+  and on validation groups f + lam g of the truth was 10 % below the network's while the term
+  made the truth's whole cost nine times the network's. Validation MPJPE with margin 0.8:
+  93.0 / 92.9 (seeds 0 / 1, 3000 steps; margin 1: 105.3 / 93.8), 0.6: 94.4 (seed 0); seed 1
+  without the term inflated the depth again (333.8 at step 2000), with margin 0.8 it held
+  (RMS depth 0.43 of the 2D radius; the truth's 0.52). Tried with margin 0.8 and found no
+  better (seed 0): 6000 steps 92.6, lr 3e-4 105.3 (5000 steps), lam 0.03 96.8 and scale 0.03
+  101.3 (4000 steps), hidden 512 194.6 at step 2000 (depth inflating); with margin 1, 15,000
+  steps reached 92.7, and 1000 clips of 20 frames instead of 100 of 200 92.7 at 10,000 steps
+  (96.1 with 100 clips). With 10 % of the points missing (the setting above, margin 0.8) the
+  term no longer fails (124.5 with it, 122.5 without), so the rule that keeps it off there stays.
+- ``iterations`` automatic: 3000 for a sequence (above), 20,000 for larger data. With the
+  margin the network fits its training frames better than it generalises (seed 0, 3000 steps
+  on the 100 clips of ``synthetic:human``: 73.7 mm on all its training frames, 88.5 on the
+  100 validation clips ``synthetic:human?split=test&frames=20000&seed=7``), so more clips and
+  more steps help, measured on those 100 validation clips (``nrsfm_bmm`` fitted to each block
+  of 10 clips there: 77.2): 100 clips 88.5 / 85.2 at 3000 / 10,000 steps; 500 clips (100,000
+  frames) 84.8 / 77.9 (seed 0), 78.4 / 76.4 / 75.8 at 10,000 / 12,000 / 14,000 (seed 1); 1000
+  clips 78.1 / 76.6 / 77.2 at 10,000 / 12,000 / 14,000 (seed 0), no better than 500. 20,000
+  steps take about 15 minutes on one thread, inside the 30-minute budget of the learned
+  setting (the README's "PRN on held-out synthetic human motion", trained on 500 clips).
 - The log-sum stage (``logsum``, ``logsum_from`` 1000, ``logsum_eps`` 0.003; not in the paper).
   With the nuclear norm alone PRN could not reach the classic ``nrsfm_bmm`` (0.014 / 0.020 /
   0.030 / 0.025 / 0.024): minimising that cost directly over free depths
@@ -108,6 +134,9 @@ from engine.core.errors import CheckpointError, InputError
 #: Data of at most this many frames is one sequence to reconstruct (the NRSfM setting) and gets
 #: the sequence settings of :meth:`TrainConfig.resolved`.
 SEQUENCE_MAX_FRAMES = 2048
+#: Automatic ``iterations``: for one sequence, and for larger data (module docstring).
+SEQUENCE_ITERATIONS = 3000
+LARGE_DATA_ITERATIONS = 20000
 #: Fields added after format version 1: a checkpoint without them gets their default, or the
 #: value in :data:`_OLD_BEHAVIOUR` where the default (automatic) would train differently.
 _ADDED_FIELDS = (
@@ -117,12 +146,14 @@ _ADDED_FIELDS = (
     "logsum_eps",
     "align_max_iter",
     "restarts",
+    "mirror_margin",
 )
 _OLD_BEHAVIOUR: dict[str, Any] = {
     "reflections": False,
     "logsum": False,
     "logsum_eps": 0.003,
     "restarts": 0,
+    "mirror_margin": 1.0,
 }
 
 
@@ -133,12 +164,15 @@ class TrainConfig:
     Attributes:
         data: ``"synthetic:human"`` (optionally with query options, see
             :func:`engine.io.keypoints.load_dataset`) or a path to a ``.mat`` / ``.npz`` keypoint file.
-        iterations: number of optimiser steps (batches).
+        iterations: number of optimiser steps (batches). None = automatic.
         lam: weight lambda of the Procrustean low-rank term g (nuclear norm) against f. None =
             automatic.
         mirror_weight: weight of the depth-sign consistency term (0 = the authors' cost): the
             squared depth of frames whose mirror image fits their alignment group better
             (see :func:`engine.prn.training.mirrored_frames`). None = automatic.
+        mirror_margin: in (0, 1]: a frame counts as mirrored for the depth-sign term only when
+            its mirror image's residual to the group's mean is below this fraction of its own
+            (1 = whenever it fits better at all).
         hidden: width of the fully connected residual blocks.
         missing_ratio: fraction in [0, 0.9] of 2D training inputs removed at random (seed 000,
             Table 1): input set to 0 and excluded from f.
@@ -176,9 +210,10 @@ class TrainConfig:
     """
 
     data: str = "synthetic:human"
-    iterations: int = 3000
+    iterations: int | None = None
     lam: float | None = None
     mirror_weight: float | None = None
+    mirror_margin: float = 0.8
     hidden: int = 256
     missing_ratio: float = 0.0
     seed: int = 0
@@ -203,15 +238,16 @@ class TrainConfig:
         ``complete``: every 2D point of those frames is observed (none missing in the data,
         none removed by ``missing_ratio``).
 
-        At most :data:`SEQUENCE_MAX_FRAMES` frames: the whole sequence as one group per step,
-        reflections, the log-sum penalty (scale 0.003) after the nuclear norm, lam 0.01, no
-        depth-sign term, lr 1e-3 halved every 1000 steps; more: batches of 256 in groups of
-        128, no reflections, the log-sum penalty (scale 0.01) after the nuclear norm, lam 0.1,
-        depth-sign weight 0.5 when ``complete`` (else 0), lr 1e-4 x0.8 every 5000 steps
-        (measured reasons: module docstring).
+        At most :data:`SEQUENCE_MAX_FRAMES` frames: 3000 steps, the whole sequence as one group
+        per step, reflections, the log-sum penalty (scale 0.003) after the nuclear norm, lam
+        0.01, no depth-sign term, lr 1e-3 halved every 1000 steps; more: 20,000 steps, batches
+        of 256 in groups of 128, no reflections, the log-sum penalty (scale 0.01) after the
+        nuclear norm, lam 0.1, depth-sign weight 0.5 when ``complete`` (else 0), lr 1e-4 x0.8
+        every 5000 steps (measured reasons: module docstring).
         """
         sequence = num_frames <= SEQUENCE_MAX_FRAMES
         auto: dict[str, Any] = {
+            "iterations": SEQUENCE_ITERATIONS if sequence else LARGE_DATA_ITERATIONS,
             "lam": 0.01 if sequence else 0.1,
             "mirror_weight": 0.5 if complete and not sequence else 0.0,
             "logsum_eps": 0.003 if sequence else 0.01,
@@ -243,7 +279,11 @@ class TrainConfig:
             return (is_int(v) or isinstance(v, float)) and math.isfinite(v)
 
         need(isinstance(self.data, str) and self.data.strip() != "", "data", "a non-empty string")
-        need(is_int(self.iterations) and self.iterations >= 1, "iterations", "an integer >= 1")
+        need(
+            self.iterations is None or (is_int(self.iterations) and self.iterations >= 1),
+            "iterations",
+            "an integer >= 1 (or automatic)",
+        )
         need(
             self.lam is None or (is_num(self.lam) and self.lam >= 0),
             "lam",
@@ -253,6 +293,11 @@ class TrainConfig:
             self.mirror_weight is None or (is_num(self.mirror_weight) and self.mirror_weight >= 0),
             "mirror_weight",
             "a finite number >= 0 (or automatic)",
+        )
+        need(
+            is_num(self.mirror_margin) and 0 < self.mirror_margin <= 1,
+            "mirror_margin",
+            "a number in (0, 1]",
         )
         need(
             is_int(self.hidden) and 1 <= self.hidden <= 16384, "hidden", "an integer in [1, 16384]"

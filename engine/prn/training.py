@@ -414,7 +414,7 @@ class Trainer(TrainingLoop):
                 # Found with proper rotations (a reflection-aligned group has none).
                 with torch.no_grad():
                     proper, _ = align(grouped.detach(), max_iter=cfg.align_max_iter)
-            flipped = mirrored_frames(proper).reshape(-1)
+            flipped = mirrored_frames(proper, cfg.mirror_margin).reshape(-1)
             depth = x[..., 2] - x[..., 2].mean(dim=1, keepdim=True)
             mirror = (depth[flipped] ** 2).sum()
             total = total + cfg.mirror_weight * mirror
@@ -629,16 +629,20 @@ class Trainer(TrainingLoop):
         return trainer
 
 
-def mirrored_frames(aligned: torch.Tensor) -> torch.Tensor:
-    """Frames whose mirror image fits their group's consensus shape better than they do.
+def mirrored_frames(aligned: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """Frames whose mirror image fits their group's consensus shape clearly better than they do.
 
     Args:
         aligned: (G, n_f, P, 3) Procrustes-aligned groups (output of :func:`engine.nrsfm.procrustes.align`).
+        margin: in (0, 1]; a frame counts as mirrored when its mirror image's residual is below
+            ``margin`` times its own. Under 1 it spares true shapes whose mirror image happens
+            to fit a little better (a fifth of the frames of correct 3D in random groups of
+            128 synthetic human frames at 1, none at 0.8).
 
     Returns:
         (G, n_f) bool, no gradient: True where negating the frame's depth (a reflection, which
         orthographic 2D cannot see) and re-rotating it optimally onto the group's mean shape
-        leaves a smaller residual than the frame itself has.
+        leaves a residual below ``margin`` times the frame's own.
     """
     with torch.no_grad():
         mean = aligned.mean(dim=1, keepdim=True)
@@ -653,7 +657,7 @@ def mirrored_frames(aligned: torch.Tensor) -> torch.Tensor:
         mirrored_residual = (
             mirrored.square().sum(dim=(-1, -2)) + mean.square().sum(dim=(-1, -2)) - 2 * trace
         )
-        return mirrored_residual < residual
+        return mirrored_residual < margin * residual
 
 
 def _clone_state(state: dict) -> dict:

@@ -24,6 +24,10 @@ from app.paths import DATA_FILE_FILTER
 BUILTIN_DATASETS = [
     ("Synthetic human (default training set)", "synthetic:human"),
     ("Synthetic human, small (2,000 frames)", "synthetic:human?frames=2000"),
+    (
+        "Synthetic human, large (100,000 frames: the learned setting)",
+        "synthetic:human?sequences=500",
+    ),
 ]
 
 

@@ -39,9 +39,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nrsfm_sequences import DATA  # beside this script: the shared sequences' folder
 from qt_loop import run_loop_until  # beside this script (its folder is on sys.path)
 
-FACE = Path("/work/shared/data/nrsfm/face.mat")
+FACE = DATA / "face.mat"
 
 
 class StepClock:

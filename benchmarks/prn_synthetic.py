@@ -1,9 +1,10 @@
 """PRN on held-out synthetic human motion: MPJPE (mm) and e3D of PRN against both baselines.
 
-Trains a PRN on the learned setting's synthetic set (:data:`LEARNED_SET`: 500 motion clips,
-100,000 frames) with the default settings (or evaluates an existing checkpoint, e.g. the
-shipped demo), then reconstructs held-out sequences (``split=test``: seed + 1000, other
-subjects, motions and cameras) with the network and with the baselines. The classic low-rank
+Trains a PRN on the learned setting's synthetic set
+(:data:`engine.io.keypoints.LEARNED_SYNTHETIC_SPEC`: 500 motion clips, 100,000 frames) with
+the default settings (or evaluates an existing checkpoint, e.g. the shipped demo), then
+reconstructs held-out sequences (``split=test``: seed + 1000, other subjects, motions and
+cameras) with the network and with the baselines. The classic low-rank
 baseline runs in the NRSfM setting on the held-out frames themselves (it has no training
 phase), PRN only sees them at test time.
 Each training seed draws its own training set and weights; the held-out set stays the same.
@@ -27,15 +28,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-#: The learned setting's training set: 500 motion clips of 200 frames (100,000 frames).
-LEARNED_SET = "synthetic:human?sequences=500"
+from engine.io.keypoints import LEARNED_SYNTHETIC_SPEC
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
     parser.add_argument(
-        "--train", default=LEARNED_SET, help=f"training data spec (default {LEARNED_SET})"
+        "--train",
+        default=LEARNED_SYNTHETIC_SPEC,
+        help=f"training data spec (default {LEARNED_SYNTHETIC_SPEC})",
     )
     parser.add_argument(
         "--test", default="synthetic:human?split=test&frames=2000", help="held-out data spec"

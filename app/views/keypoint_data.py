@@ -19,6 +19,7 @@ from PyQt6.QtWidgets import (
 )
 
 from app.paths import DATA_FILE_FILTER
+from engine.io.keypoints import LEARNED_SYNTHETIC_SPEC
 
 #: Built-in data sets offered in the data panel: (label, load_dataset spec).
 BUILTIN_DATASETS = [
@@ -26,7 +27,7 @@ BUILTIN_DATASETS = [
     ("Synthetic human, small (2,000 frames)", "synthetic:human?frames=2000"),
     (
         "Synthetic human, large (100,000 frames: the learned setting)",
-        "synthetic:human?sequences=500",
+        LEARNED_SYNTHETIC_SPEC,
     ),
 ]
 

@@ -11,7 +11,8 @@ baselines, the restarts after a collapse, and the training time. Sources:
 * ``--generated N``: N sequences of :func:`engine.synthetic.nrsfm.sequence_spec` drawn with
   ``--collection`` (other subjects, motions, orbits, point counts, noise, missing points).
 
-Leave one out (``--candidates default,nuclear``): every candidate is trained on every sequence;
+Leave one out (``--candidates default,cold``; ``cold`` is the default without the warm start,
+``nuclear`` that with the nuclear norm throughout): every candidate is trained on every sequence;
 for each sequence the candidate with the lowest median e3D / zero-depth ratio on the OTHER
 sequences is chosen and its error on the sequence reported, so no choice was made on the
 sequence it is scored on.
@@ -24,7 +25,7 @@ frames and 100 points within 5 minutes on one CPU thread.
     python benchmarks/prn_nrsfm.py --threads 1                        # shared, seed 0
     python benchmarks/prn_nrsfm.py --threads 1 --seeds 0,1,2 --sequences face,yoga
     python benchmarks/prn_nrsfm.py --threads 1 --generated 20 --collection 1
-    python benchmarks/prn_nrsfm.py --threads 1 --generated 6 --collection 0 --candidates default,nuclear
+    python benchmarks/prn_nrsfm.py --threads 1 --candidates default,cold
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 #: Candidate rules for leave one out: TrainConfig changes.
 CANDIDATES = {
     "default": {},
-    "nuclear": {"logsum": False},
+    "cold": {"warm_start": False},
+    "nuclear": {"warm_start": False, "logsum": False},
 }
 #: The best classic NRSfM (Procrustean Normal Distribution, its authors' code) on the shared
 #: sequences, from ``../shared/data/README.md`` ("about": read as given).

@@ -50,7 +50,7 @@ def check_short_runs(monkeypatch):
 def _config(**changes):
     # The depth layer starts at zero, so a network checked after one step is flat: a
     # collapse on demand.
-    base = dict(data="x", iterations=6, logsum_from=1, eval_every=10**6, seed=0)
+    base = dict(data="x", iterations=6, logsum_from=1, eval_every=10**6, seed=0, warm_start=False)
     base.update(changes)
     return TrainConfig(**base)
 

@@ -7,7 +7,13 @@ import dataclasses
 import pytest
 
 from engine.core.errors import CheckpointError, InputError
-from engine.prn.config import LARGE_DATA_ITERATIONS, SEQUENCE_ITERATIONS, TrainConfig
+from engine.prn.config import (
+    LARGE_DATA_ITERATIONS,
+    SEQUENCE_ITERATIONS,
+    WARM_ITERATIONS,
+    WARM_LR,
+    TrainConfig,
+)
 
 
 def test_defaults_are_valid_and_round_trip():
@@ -40,6 +46,7 @@ def test_defaults_are_valid_and_round_trip():
         ("reflections", "yes"),
         ("logsum", 1),
         ("logsum_from", -1),
+        ("warm_start", "yes"),
         ("logsum_eps", 0.0),
         ("mirror_margin", 0.0),
         ("mirror_margin", 1.5),
@@ -63,12 +70,18 @@ def test_resolved_fills_only_automatic_fields():
     assert (short.batch_size, short.group_size, short.lr, short.reflections) == (
         357,
         357,
-        1e-3,
+        WARM_LR,
         True,
     )
     assert (long.batch_size, long.group_size, long.lr, long.reflections) == (256, 128, 1e-4, False)
     assert short.logsum is True and long.logsum is True
-    assert (short.iterations, long.iterations) == (SEQUENCE_ITERATIONS, LARGE_DATA_ITERATIONS)
+    assert (short.iterations, long.iterations) == (WARM_ITERATIONS, LARGE_DATA_ITERATIONS)
+    # A sequence starts from the classic reconstruction, larger data from random weights.
+    assert (short.warm_start, short.logsum_from) == (True, 0)
+    assert (long.warm_start, long.logsum_from) == (False, 1000)
+    cold = TrainConfig(warm_start=False).resolved(357)
+    assert (cold.iterations, cold.lr, cold.logsum_from) == (SEQUENCE_ITERATIONS, 1e-3, 1000)
+    assert TrainConfig(warm_start=False, logsum_from=5).resolved(357).logsum_from == 5
     assert TrainConfig(iterations=7).resolved(20000).iterations == 7
     assert (short.lam, short.mirror_weight, short.logsum_eps) == (0.01, 0.0, 0.003)
     assert (long.lam, long.mirror_weight, long.logsum_eps) == (0.1, 0.5, 0.01)

@@ -267,9 +267,10 @@ def test_mirror_term_adds_to_the_cost():
 
 
 def test_automatic_settings_follow_the_data_size(monkeypatch, tmp_path):
-    """Automatic fields resolve to one whole-sequence group with reflections and lr 1e-3 for a
-    short sequence, to batches of groups without reflections for large data; explicit values
-    are used as given; checkpoints keep the resolved settings and the requested ones."""
+    """Automatic fields resolve to one whole-sequence group with reflections and a warm start
+    at lr 1e-4 for a short sequence, to batches of groups without reflections for large data;
+    explicit values are used as given; checkpoints keep the resolved settings and the
+    requested ones."""
     import engine.prn.config as config_module
     import engine.prn.training as training
 
@@ -285,8 +286,8 @@ def test_automatic_settings_follow_the_data_size(monkeypatch, tmp_path):
     trainer = Trainer(_config(**auto), _sequence(frames=20))
     used = trainer.config
     assert (used.batch_size, used.group_size, used.reflections) == (20, 20, True)
-    assert (used.lr, used.lr_step, used.lr_decay) == (1e-3, 1000, 0.5)
-    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert (used.lr, used.lr_step, used.lr_decay, used.warm_start) == (1e-4, 1000, 0.5, True)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
     trainer.run()
     assert calls and all(shape[:2] == (1, 20) and refl for shape, refl in calls)
     path = tmp_path / "auto.pt"
@@ -318,12 +319,20 @@ def test_checkpoints_without_newer_fields_load_as_trained(tmp_path):
     path = tmp_path / "old.pt"
     trainer.save_checkpoint(path)
     raw = torch.load(path, weights_only=True)
-    for name in ("reflections", "logsum", "logsum_from", "logsum_eps", "align_max_iter"):
+    for name in (
+        "reflections",
+        "logsum",
+        "logsum_from",
+        "logsum_eps",
+        "align_max_iter",
+        "warm_start",
+    ):
         del raw["config"][name]
     del raw["extra"]["requested_config"]
     torch.save(raw, path)
     ckpt = load_checkpoint(path)
     assert ckpt.config.reflections is False and ckpt.config.logsum is False
+    assert ckpt.config.warm_start is False and ckpt.config.logsum_from == 1000
     assert ckpt.config.align_max_iter == 100  # what align() always used before the setting
     resumed = Trainer.from_checkpoint(path, _sequence())
     assert resumed.align_not_converged == 0 and resumed.step == 2

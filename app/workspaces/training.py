@@ -82,6 +82,7 @@ FIELD_LABELS = {
     "logsum_eps": "Log-sum scale",
     "align_max_iter": "Alignment sweeps",
     "restarts": "Restarts if flat",
+    "warm_start": "Start from NRSfM (nrsfm_bmm)",
 }
 
 

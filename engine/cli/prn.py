@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         LARGE_DATA_ITERATIONS,
         SEQUENCE_ITERATIONS,
         SEQUENCE_MAX_FRAMES,
+        WARM_ITERATIONS,
+        WARM_LR,
         TrainConfig,
     )
 
@@ -52,8 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help=f"optimiser steps (default: {SEQUENCE_ITERATIONS} for data of at most "
-        f"{SEQUENCE_MAX_FRAMES} frames, else {LARGE_DATA_ITERATIONS})",
+        help=f"optimiser steps (default: {WARM_ITERATIONS} for data of at most "
+        f"{SEQUENCE_MAX_FRAMES} frames, {SEQUENCE_ITERATIONS} there with --no-warm-start, "
+        f"else {LARGE_DATA_ITERATIONS})",
     )
     p.add_argument(
         "--lambda",
@@ -92,8 +95,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         metavar="LR",
-        help="Adam start learning rate (default: 1e-3 halved every 1000 steps for data of at "
-        f"most {SEQUENCE_MAX_FRAMES} frames, else 1e-4 x0.8 every 5000 steps)",
+        help=f"Adam start learning rate (default: {WARM_LR:g} for data of at most "
+        f"{SEQUENCE_MAX_FRAMES} frames, 1e-3 halved every 1000 steps there with "
+        "--no-warm-start, else 1e-4 x0.8 every 5000 steps)",
+    )
+    p.add_argument(
+        "--no-warm-start",
+        dest="warm_start",
+        action="store_false",
+        default=None,
+        help=f"on data of at most {SEQUENCE_MAX_FRAMES} frames, train from random weights "
+        "(nuclear norm, then log-sum) instead of starting from the classic NRSfM "
+        "reconstruction (nrsfm_bmm) of the same 2D",
     )
     p.add_argument(
         "--align-max-iter",
@@ -197,6 +210,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=None if args.device is None else str(device_from(args)),
         lr=args.lr,
+        warm_start=args.warm_start,
         align_max_iter=args.align_max_iter,
         eval_every=args.eval_every,
     )
@@ -213,7 +227,8 @@ def _train(args: argparse.Namespace) -> int:
     print(
         f"training PRN (hidden {used.hidden}, lambda {used.lam:g}, lr {used.lr:g}, batch "
         f"{used.batch_size} in groups of {used.group_size}, reflections "
-        f"{'on' if used.reflections else 'off'}, g {_penalty(used)}) on {used.data}: "
+        f"{'on' if used.reflections else 'off'}, g {_penalty(used)}"
+        f"{', started from nrsfm_bmm' if used.warm_start else ''}) on {used.data}: "
         f"{sequence.num_frames} frames x "
         f"{sequence.num_points} points, {used.iterations} steps on {trainer.device}",
         file=sys.stderr,
@@ -290,7 +305,9 @@ def _warn_not_converged(trainer: Any) -> None:
 def _penalty(config: Any) -> str:
     """The low-rank term g of a resolved config, in words."""
     text = "nuclear norm"
-    if config.logsum:
+    if config.logsum and config.logsum_from == 0:
+        text = f"log-sum (scale {config.logsum_eps:g})"
+    elif config.logsum:
         text += f", log-sum (scale {config.logsum_eps:g}) from step {config.logsum_from}"
     if config.mirror_weight:
         text += f", depth-sign term {config.mirror_weight:g}"

@@ -42,6 +42,12 @@ times at most; the run then lasts ``config.iterations`` steps from the start of 
 :attr:`Trainer.attempt_start`), and when every attempt is flat the lowest-cost one goes on and
 :attr:`Trainer.warnings` says so.
 
+Warm start (``config.warm_start``, automatic for one sequence as one group): before the first
+step the network is fitted to the classic NRSfM reconstruction of the training frames
+(:mod:`engine.prn.warm_start`) and the optimiser starts afresh; such a run is checked for a
+collapse at its end only, and a flat end is warned about without restarts (other weights would
+be fitted to the same reconstruction).
+
 Determinism and exact resume: weights are initialised from ``config.seed`` without touching the
 global torch RNG; the loop draws no torch randomness (no dropout), and batches come from the
 trainer's own ``numpy.random.Generator``. A checkpoint stores the optimiser, the lr scheduler and
@@ -72,9 +78,10 @@ from engine.nrsfm.normalize import check_trainable, normalize_2d
 from engine.nrsfm.procrustes import align
 from engine.prn.checkpoint import load_checkpoint, save_checkpoint
 from engine.prn.collapse import CollapseCheck, check_collapse
-from engine.prn.config import TrainConfig, complete_2d
+from engine.prn.config import SEQUENCE_MAX_FRAMES, TrainConfig, complete_2d
 from engine.prn.model import PRNFCN
 from engine.prn.reconstruct import reconstruct
+from engine.prn.warm_start import baseline_targets, fit_to_targets
 
 #: Evaluations during training use at most this many frames (evenly spaced) to stay cheap.
 EVAL_MAX_FRAMES = 4096
@@ -202,6 +209,13 @@ class Trainer(TrainingLoop):
         complete = complete_2d(vis, config.missing_ratio)
         config = config.resolved(len(self._frames), complete=complete)
         config.validate()
+        one_group = config.batch_size == config.group_size == len(self._frames)
+        if config.warm_start and not one_group:
+            raise InputError(
+                "a warm start needs one sequence trained as one group (at most "
+                f"{SEQUENCE_MAX_FRAMES} frames, automatic batch and group size)",
+                field="warm_start",
+            )
         #: The run's settings with the automatic ones resolved for this data.
         self.config = config
         u, _, _ = normalize_2d(train_seq.points2d, train_seq.visibility)
@@ -250,6 +264,18 @@ class Trainer(TrainingLoop):
             self.optimizer, step_size=cfg.lr_step, gamma=cfg.lr_decay
         )
 
+    def _warm_start(self) -> None:
+        """Fit the fresh network to the classic reconstruction of the training frames
+        (:mod:`engine.prn.warm_start`) and give the training a fresh optimiser."""
+        seq = self.train_sequence
+        vis = None if seq.visibility is None else seq.visibility[self._frames]
+        targets = baseline_targets(seq.points2d[self._frames], vis)
+        frames = torch.as_tensor(self._frames, device=self.device)
+        target = torch.as_tensor(targets, dtype=torch.float32, device=self.device)
+        with self._lock:
+            fit_to_targets(self.model, self._u[frames], target)
+            self._new_optimiser()
+
     # ----------------------------------------------------------------- collapse and restarts
     @property
     def checks_collapse(self) -> bool:
@@ -257,11 +283,12 @@ class Trainer(TrainingLoop):
         first stage of at least :data:`MIN_CHECK_STEPS` steps."""
         cfg = self.config
         one_group = cfg.batch_size == cfg.group_size == len(self._frames)
-        return one_group and self.first_stage_end >= MIN_CHECK_STEPS
+        return one_group and (bool(cfg.warm_start) or self.first_stage_end >= MIN_CHECK_STEPS)
 
     @property
     def first_stage_end(self) -> int:
-        """Attempt-local step at which the first (nuclear-norm) stage ends and is checked."""
+        """Attempt-local step at which the first (nuclear-norm) stage ends and is checked (0
+        for a warm start, which has no such stage)."""
         cfg = self.config
         return min(cfg.logsum_from, cfg.iterations) if cfg.logsum else cfg.iterations
 
@@ -299,6 +326,14 @@ class Trainer(TrainingLoop):
             {"seed": self.attempt_seed, "step": self.step, "final": final, **check.to_dict()}
         )
         if not check.collapsed:
+            return
+        if cfg.warm_start:
+            # Other weights would be fitted to the same classic reconstruction again.
+            self.warnings.append(
+                f"the reconstruction is flat (RMS depth {check.depth_ratio:.3f} of the 2D "
+                "radius) after starting from the classic NRSfM reconstruction: PRN found no "
+                "depth in this sequence (a run without the warm start may)"
+            )
             return
         if self._best_collapsed is None or check.cost < self._best_collapsed[0]:
             self._best_collapsed = (
@@ -388,6 +423,8 @@ class Trainer(TrainingLoop):
     def _train_step(self) -> dict[str, float] | None:
         """One optimiser step; None (and :attr:`error` set) if the loss or gradient is bad."""
         cfg = self.config
+        if cfg.warm_start and self.step == 0:
+            self._warm_start()
         idx = torch.as_tensor(self._next_batch(), device=self.device)
         u = self._u[idx]
         vis = None if self._vis is None else self._vis[idx]

@@ -126,7 +126,7 @@ tables come from ``benchmarks/prn_*.py`` with the final code):
   i = 0..9, seed 0, one thread; never the README's collection 1), e3D without / with the warm
   start: 0.062 / 0.035, 0.185 / 0.111, 0.061 / 0.064, 0.147 / 0.153, 0.055 / 0.037, 0.101 /
   0.130, 0.433 / 0.427, 0.280 / 0.220, 0.116 / 0.114, 0.589 / 0.185 (better on 7 of 10, mean
-  0.203 / 0.148), in 47-106 s instead of 105-282 s. With lr 1e-3 the log-sum stage from the
+  0.203 / 0.148), in 46-131 s instead of 105-282 s. With lr 1e-3 the log-sum stage from the
   warm start inflated the depth (e3D 1.53 on the first, 0.37 on the fifth) or diverged (the
   third). PRN's own cost cannot choose between the two per sequence: it was lower for the run
   without the warm start on five of the six development sequences compared, where that run was

@@ -37,8 +37,9 @@ tables come from ``benchmarks/prn_*.py`` with the final code):
   of at most :data:`SEQUENCE_MAX_FRAMES` frames (one NRSfM sequence) trains as one sequence:
   the WHOLE sequence is one alignment group per step, reflection-invariant alignment in g, and
   (without the warm start, last item) Adam at lr 1e-3 halved every 1000 steps, g the nuclear
-  norm for the first 1000 steps and the log-sum penalty after them. Larger data: batches of 256 in groups of 128, no reflections, lr 1e-4 x0.8
-  every 5000 steps, and the stages and weights of the item below. Measured with the defaults
+  norm for the first 1000 steps and the log-sum penalty after them. Larger data: batches of
+  256 in groups of 128, no reflections, lr 1e-4 x0.8 every 5000 steps, and the stages and
+  weights of the item below. Measured with the defaults
   otherwise (3000 steps, e3D on drink / face / pickup / stretch / yoga, 1 thread): the
   large-data settings 0.103 / 0.038 / 0.306 / 0.098 / 0.080 (pickup stays at flat depth, zero
   depth 0.331); with reflections 0.033 / 0.038 / 0.303 / 0.053 / 0.096 (mirrored frames no
@@ -220,7 +221,8 @@ class TrainConfig:
             like the nuclear norm, larger ones ever less. None = automatic.
         warm_start: one sequence only: before the first step, fit the network to the classic
             NRSfM reconstruction of the training 2D (:mod:`engine.prn.warm_start`), then train
-            from there. None = automatic (on for a sequence, off for larger data).
+            from there. None = automatic (on for a sequence trained as one group, off for
+            larger data or explicit smaller groups).
         restarts: when the first stage (the nuclear norm) ends flat (no better than flat
             depth by PRN's own cost, :mod:`engine.prn.collapse`), train it again from other
             weights at most this many times; a single sequence only (one alignment group).
@@ -270,10 +272,10 @@ class TrainConfig:
         penalty at scale 0.003, and (when the batch is that one group) a warm start: 1000 steps
         of the log-sum penalty at lr 1e-4 from the classic reconstruction (without the warm
         start: 3000 steps at lr 1e-3, the log-sum penalty from step 1000 after the nuclear
-        norm); more: 20,000 steps, batches
-        of 256 in groups of 128, no reflections, the log-sum penalty (scale 0.01) after the
-        nuclear norm, lam 0.1, depth-sign weight 0.5 when ``complete`` (else 0), lr 1e-4 x0.8
-        every 5000 steps (measured reasons: module docstring).
+        norm); more: 20,000 steps, batches of 256 in groups of 128, no reflections, the log-sum
+        penalty (scale 0.01) after the nuclear norm, lam 0.1, depth-sign weight 0.5 when
+        ``complete`` (else 0), lr 1e-4 x0.8 every 5000 steps (measured reasons: module
+        docstring).
         """
         sequence = num_frames <= SEQUENCE_MAX_FRAMES
         group = self.group_size

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.nrsfm.baselines import DEFAULT_RANK, nrsfm_baseline
-from engine.nrsfm.normalize import normalize_2d
+from engine.nrsfm.normalize import normalize_2d, normalize_3d
 
 #: Full-batch Adam steps and learning rate of the fit to the classic reconstruction: after 500
 #: steps a fresh network's e3D was within 0.0004 to 0.006 of the reconstruction's own on the
@@ -35,16 +35,12 @@ def baseline_targets(points2d: np.ndarray, visibility: np.ndarray | None) -> np.
 
     Returns:
         (F, P, 3) float64: per frame, x and y centred on the visible 2D mean and depth centred
-        at 0, all divided by the frame's 2D Frobenius norm (:func:`normalize_2d`); x and y of
+        at 0, all divided by the frame's 2D Frobenius norm (:func:`normalize_3d`); x and y of
         visible points equal the normalised input.
     """
     shapes = nrsfm_baseline(points2d, visibility, rank=DEFAULT_RANK)
     _, center, scale = normalize_2d(points2d, visibility)
-    out = np.empty_like(shapes)
-    out[..., :2] = (shapes[..., :2] - center[:, None, :]) / scale[:, None, None]
-    depth = shapes[..., 2] - shapes[..., 2].mean(axis=1, keepdims=True)
-    out[..., 2] = depth / scale[:, None]
-    return out
+    return normalize_3d(shapes, center, scale)
 
 
 def fit_to_targets(

@@ -225,7 +225,8 @@ class TrainConfig:
             larger data or explicit smaller groups).
         restarts: when the first stage (the nuclear norm) ends flat (no better than flat
             depth by PRN's own cost, :mod:`engine.prn.collapse`), train it again from other
-            weights at most this many times; a single sequence only (one alignment group).
+            weights at most this many times; a single sequence only (one alignment group),
+            not with a warm start (which has no first stage and warns instead).
         align_max_iter: at most this many sweeps of the Procrustes alignment in g (the
             authors' 100). A group that has not converged by then still trains (on the last
             iterate, with an approximate gradient); the trainer counts such groups

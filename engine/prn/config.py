@@ -129,10 +129,12 @@ tables come from ``benchmarks/prn_*.py`` with the final code):
   0.130, 0.433 / 0.427, 0.280 / 0.220, 0.116 / 0.114, 0.589 / 0.185 (better on 7 of 10, mean
   0.203 / 0.148), in 46-131 s instead of 105-282 s. With lr 1e-3 the log-sum stage from the
   warm start inflated the depth (e3D 1.53 on the first, 0.37 on the fifth) or diverged (the
-  third). PRN's own cost cannot choose between the two per sequence: it was lower for the run
-  without the warm start on five of the six development sequences compared, where that run was
-  worse on two (0.062 against 0.035, 0.185 against 0.111). The shared sequences' leave-one-out
-  choice between the two is the README's table.
+  third); a linear learning-rate warm-up over the first 100 steps after the fit gave mean
+  0.155 over the ten (0.208 against 0.111 on the second), so none. PRN's own cost cannot
+  choose between the two per sequence: it was lower for the run without the warm start on
+  five of the six development sequences compared, where that run was worse on two (0.062
+  against 0.035, 0.185 against 0.111). The shared sequences' leave-one-out choice between the
+  two is the README's table.
 - The network's xy output is the input plus a correction and its output layers start at zero
   (see :mod:`engine.prn.model`).
 """

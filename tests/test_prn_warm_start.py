@@ -8,7 +8,6 @@ import torch
 
 import engine.prn.training as training
 from engine.core.errors import InputError
-from engine.io.keypoints import KeypointSequence
 from engine.nrsfm.baselines import nrsfm_baseline
 from engine.nrsfm.metrics import normalized_error
 from engine.nrsfm.normalize import normalize_2d
@@ -16,6 +15,7 @@ from engine.prn.config import TrainConfig
 from engine.prn.reconstruct import reconstruct
 from engine.prn.training import Trainer
 from engine.prn.warm_start import baseline_targets
+from tests.keypoint_data import low_rank_sequence
 
 
 @pytest.fixture(autouse=True)
@@ -26,18 +26,8 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _sequence(frames: int = 40, points: int = 10, seed: int = 0) -> KeypointSequence:
-    """Rank-2 non-rigid shapes under random rotations, in the camera frame, offset and scaled."""
-    rng = np.random.default_rng(seed)
-    basis = rng.normal(size=(2, points, 3))
-    coeff = np.stack([np.ones(frames), 0.3 * np.sin(np.linspace(0, 6, frames))], 1)
-    shapes = np.einsum("fk,kpc->fpc", coeff, basis)
-    q, _ = np.linalg.qr(rng.normal(size=(frames, 3, 3)))
-    q *= np.sign(np.linalg.det(q))[:, None, None]
-    points3d = 40.0 * shapes @ q.transpose(0, 2, 1) + np.array([5.0, -3.0, 100.0])
-    return KeypointSequence(
-        points2d=points3d[..., :2].copy(), points3d=points3d, description={"source": "test"}
-    )
+def _sequence():
+    return low_rank_sequence(frames=40, points=10)
 
 
 def _config(**kw) -> TrainConfig:

@@ -387,25 +387,13 @@ class TrainConfig:
             "lr_step",
             "an integer >= 1",
         )
-        need(
-            self.reflections is None or isinstance(self.reflections, bool),
-            "reflections",
-            "true, false or automatic",
-        )
-        need(
-            self.logsum is None or isinstance(self.logsum, bool),
-            "logsum",
-            "true, false or automatic",
-        )
+        for flag in ("reflections", "logsum", "warm_start"):
+            value = getattr(self, flag)
+            need(value is None or isinstance(value, bool), flag, "true, false or automatic")
         need(
             self.logsum_from is None or (is_int(self.logsum_from) and self.logsum_from >= 0),
             "logsum_from",
             "an integer >= 0 (or automatic)",
-        )
-        need(
-            self.warm_start is None or isinstance(self.warm_start, bool),
-            "warm_start",
-            "true, false or automatic",
         )
         need(
             self.logsum_eps is None or (is_num(self.logsum_eps) and self.logsum_eps > 0),

@@ -209,15 +209,14 @@ class Trainer(TrainingLoop):
         complete = complete_2d(vis, config.missing_ratio)
         config = config.resolved(len(self._frames), complete=complete)
         config.validate()
-        one_group = config.batch_size == config.group_size == len(self._frames)
-        if config.warm_start and not one_group:
+        #: The run's settings with the automatic ones resolved for this data.
+        self.config = config
+        if config.warm_start and not self.one_group:
             raise InputError(
                 "a warm start needs one sequence trained as one group (at most "
                 f"{SEQUENCE_MAX_FRAMES} frames, automatic batch and group size)",
                 field="warm_start",
             )
-        #: The run's settings with the automatic ones resolved for this data.
-        self.config = config
         u, _, _ = normalize_2d(train_seq.points2d, train_seq.visibility)
         self._u = torch.as_tensor(np.asarray(u), dtype=torch.float32, device=self.device)
         self._vis = (
@@ -278,12 +277,17 @@ class Trainer(TrainingLoop):
 
     # ----------------------------------------------------------------- collapse and restarts
     @property
-    def checks_collapse(self) -> bool:
-        """Whether this run checks for a collapse: one sequence trained as one group, with a
-        first stage of at least :data:`MIN_CHECK_STEPS` steps."""
+    def one_group(self) -> bool:
+        """Whether every step trains the whole sequence (all frames that train) as one group."""
         cfg = self.config
-        one_group = cfg.batch_size == cfg.group_size == len(self._frames)
-        return one_group and (bool(cfg.warm_start) or self.first_stage_end >= MIN_CHECK_STEPS)
+        return cfg.batch_size == cfg.group_size == len(self._frames)
+
+    @property
+    def checks_collapse(self) -> bool:
+        """Whether this run checks for a collapse: one sequence trained as one group, warm
+        started or with a first stage of at least :data:`MIN_CHECK_STEPS` steps."""
+        cfg = self.config
+        return self.one_group and (bool(cfg.warm_start) or self.first_stage_end >= MIN_CHECK_STEPS)
 
     @property
     def first_stage_end(self) -> int:
